@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from transformers import AttentionInterface, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.bert.modeling_bert import eager_attention_forward
 
 from effbench.errors import EffbenchError
@@ -38,6 +39,8 @@ def _effbench_eager_attention(module, query, key, value, attention_mask, scaling
 
 
 AttentionInterface.register(ATTENTION_IMPLEMENTATION, _effbench_eager_attention)
+# without a registered mask function, a custom implementation gets no padding mask at all
+AttentionMaskInterface.register(ATTENTION_IMPLEMENTATION, eager_mask)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from effbench.errors import DataError, EffbenchError
 from effbench.paths import models_dir
-from effbench.tasks import TaskData
+
+if TYPE_CHECKING:
+    from effbench.tasks import TaskData
 
 MODEL_KINDS = ("minilm", "tiny")
 TRAINER_VERSION = 1  # bump when a change to the training code can change the weights
