@@ -34,21 +34,15 @@ TINY_TEXTS = [
 @pytest.fixture(scope="session")
 def tiny_adapter():
     """A 2-layer, 4-head BERT (hidden 128, d_h 32) with random weights and a WordPiece vocabulary."""
-    import tempfile
-    from pathlib import Path
-
     import torch
     import transformers
-    from tokenizers import BertWordPieceTokenizer
 
     from effbench.models.adapter import ClassifierAdapter
+    from effbench.models.reference import train_word_piece_tokenizer
 
     torch.manual_seed(0)
-    word_piece = BertWordPieceTokenizer(lowercase=True)
-    word_piece.train_from_iterator(TINY_CORPUS, vocab_size=300, min_frequency=1, show_progress=False)
-    with tempfile.TemporaryDirectory() as scratch:
-        word_piece.save_model(scratch)
-        tokenizer = transformers.BertTokenizerFast(vocab_file=str(Path(scratch) / "vocab.txt"))
+    tokenizer = train_word_piece_tokenizer(TINY_CORPUS, vocab_size=300, min_frequency=1)
+    assert tokenizer.unk_token_id not in tokenizer(TINY_TEXTS[0])["input_ids"]
     config = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=256, max_position_embeddings=256, num_labels=2,

