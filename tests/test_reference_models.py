@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from effbench.errors import EffbenchError
+
+
+def test_tiny_reference_model_trains_caches_and_records(toy_env):
+    from effbench.models.reference import checkpoint_dir, load_reference_model, training_config
+    from effbench.tasks import load_task
+
+    task = load_task("toy")
+    adapter, record = load_reference_model(task, "tiny", epochs=10, learning_rate=1e-3, progress=False)
+    assert record["test_accuracy"] >= 0.9  # one sentiment word decides the label
+    assert record["data_hash"] == task.data_hash and record["card_hash"] == task.card_hash
+    assert record["config"]["seed"] == 0 and record["config"]["epochs"] == 10
+    folder = checkpoint_dir(task, training_config(task, "tiny", epochs=10, learning_rate=1e-3))
+    assert (folder / "model.safetensors").exists()
+    written = (folder / "training.json").stat().st_mtime_ns
+
+    again, record_again = load_reference_model(task, "tiny", epochs=10, learning_rate=1e-3, progress=False)
+    assert (folder / "training.json").stat().st_mtime_ns == written  # reused, not retrained
+    assert record_again == record
+    assert again.model.config._attn_implementation == "effbench_eager"
+
+
+def test_training_is_deterministic(toy_env, tmp_path, monkeypatch):
+    from effbench.models.reference import train_reference_model, training_config
+    from effbench.tasks import load_task
+
+    task = load_task("toy")
+    config = training_config(task, "tiny", epochs=1)
+    hashes = []
+    for run in range(2):
+        monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / f"cache-{run}"))
+        folder = train_reference_model(task, config, progress=False)
+        hashes.append(json.loads((folder / "training.json").read_text())["checkpoint_sha256"])
+    assert hashes[0] == hashes[1]
+
+
+def test_unknown_model_kind_is_a_clear_error(toy_env):
+    from effbench.models.reference import training_config
+    from effbench.tasks import load_task
+
+    with pytest.raises(EffbenchError, match="unknown model kind 'huge'; available: minilm, tiny"):
+        training_config(load_task("toy"), "huge")
+
+
+def test_missing_cached_model_without_training_says_how_to_train(toy_env, tmp_path, monkeypatch):
+    from effbench.models.reference import load_reference_model
+    from effbench.tasks import load_task
+
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(EffbenchError, match="effbench train --task toy --kind tiny"):
+        load_reference_model(load_task("toy"), "tiny", train_if_missing=False)
