@@ -104,7 +104,6 @@ def evaluate(
     from tqdm.auto import tqdm
 
     from effbench.explainers import get_explainer
-    from effbench.metrics import get_metric
     from effbench.metrics.perturbation import PerturbationEngine
     from effbench.models.reference import load_reference_model
     from effbench.tasks import load_task
@@ -112,7 +111,7 @@ def evaluate(
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     explainer_objects = [_with_seed(get_explainer(name, **params), config.seed, params) for name, params in explainer_specs.items()]
-    metric_objects = [get_metric(name, **params) for name, params in metric_specs.items()]
+    metric_objects = [_with_mode(name, params, config.perturbation) for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
 
     records = []
@@ -170,6 +169,15 @@ def _with_seed(explainer, seed: int, given: Mapping[str, Any]):
     if "seed" in explainer.params and "seed" not in given:
         return type(explainer)(**{**given, "seed": seed})
     return explainer
+
+
+def _with_mode(name: str, params: Mapping[str, Any], perturbation: str):
+    """A perturbation metric takes the run's perturbation mode unless its own was given."""
+    from effbench.metrics import get_metric, metrics
+
+    if "mode" in metrics.get(name).defaults and "mode" not in params:
+        return get_metric(name, **params, mode=perturbation)
+    return get_metric(name, **params)
 
 
 def _rows(model, batch, attribution, per_metric) -> list[dict]:

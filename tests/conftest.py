@@ -9,6 +9,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest
 
+
+def pytest_configure(config):
+    import torch
+
+    # the test models are small: one thread avoids oversubscribing a loaded 2-core machine
+    torch.set_num_threads(1)
+
 TINY_CORPUS = [
     "the film is a delight from start to finish and the cast is wonderful",
     "a dull and tedious mess that never finds its footing",
@@ -76,7 +83,7 @@ TOY_NEGATIVE = ["bad", "awful", "dull", "tedious", "lazy", "boring"]
 TOY_FILLER = ["the", "film", "plot", "cast", "was", "really", "quite", "and", "story", "ending", "music", "a"]
 
 
-def write_toy_task(folder, rows: int = 400) -> None:
+def write_toy_task(folder, rows: int = 1600) -> None:
     """A two-class CSV task whose label is set by one sentiment word among filler words, and its card."""
     import csv
     import random

@@ -10,15 +10,15 @@ def test_tiny_reference_model_trains_caches_and_records(toy_env):
     from effbench.tasks import load_task
 
     task = load_task("toy")
-    adapter, record = load_reference_model(task, "tiny", epochs=10, learning_rate=1e-3, progress=False)
+    adapter, record = load_reference_model(task, "tiny", progress=False)
     assert record["test_accuracy"] >= 0.9  # one sentiment word decides the label
     assert record["data_hash"] == task.data_hash and record["card_hash"] == task.card_hash
-    assert record["config"]["seed"] == 0 and record["config"]["epochs"] == 10
-    folder = checkpoint_dir(task, training_config(task, "tiny", epochs=10, learning_rate=1e-3))
+    assert record["config"]["seed"] == 0 and record["config"]["epochs"] == 4
+    folder = checkpoint_dir(task, training_config(task, "tiny"))
     assert (folder / "model.safetensors").exists()
     written = (folder / "training.json").stat().st_mtime_ns
 
-    again, record_again = load_reference_model(task, "tiny", epochs=10, learning_rate=1e-3, progress=False)
+    again, record_again = load_reference_model(task, "tiny", progress=False)
     assert (folder / "training.json").stat().st_mtime_ns == written  # reused, not retrained
     assert record_again == record
     assert again.model.config._attn_implementation == "effbench_eager"

@@ -1,0 +1,209 @@
+"""The perturbation engine: the model's class probabilities on inputs with some tokens removed or masked.
+
+Every metric that needs forward passes asks this engine, never the model. A perturbation is a pair
+(example index in the batch, the set of positions to take out); only scorable positions can be taken out,
+so special tokens ([CLS], [SEP]) always stay. Modes:
+
+- `remove`: delete the token ids and re-pack the sequence (on ids, no decode and re-tokenise).
+- `mask`: replace the ids by the tokenizer's mask token (its unk token if it has none).
+
+All pending perturbations of a request, across examples, are deduplicated, sorted by length and run in
+chunks of at most `max_batch_tokens` (padded) tokens; the full inputs join the first request on a batch.
+Results are cached by (token ids of the example, mode, positions taken out): the full input and the
+leave-one-out passes, which no explainer changes, are computed once per batch; so is any perturbation
+two explainers or two metrics happen to share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from effbench.errors import EffbenchError
+from effbench.metrics.base import PERTURBATION_MODES
+from effbench.types import Batch
+
+# (example index in the batch, positions in its row to remove or mask)
+Perturbation = tuple[int, frozenset[int]]
+# (example's token ids, mode, positions): the empty set is the full input in either mode
+CacheKey = tuple[tuple[int, ...], str, frozenset[int]]
+
+DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+def _full_inputs(batch: Batch) -> list[Perturbation]:
+    return [(index, frozenset()) for index in range(len(batch))]
+
+
+@dataclass(frozen=True)
+class _PreparedBatch:
+    """A batch as plain arrays, computed once per batch the engine sees."""
+
+    rows: list[np.ndarray]  # each example's real token ids (padding cut off)
+    row_keys: list[tuple[int, ...]]
+    scorable_positions: list[np.ndarray]  # ascending
+    scorable_sets: list[frozenset[int]]
+    targets: np.ndarray  # [B]
+
+
+class PerturbationEngine:
+    """Class probabilities under perturbations of one model's inputs, batched, chunked and cached.
+
+    `mode` is the default for calls that name none; metrics always pass their own recorded `mode`.
+    `forward_calls` and `sequences_evaluated` count the model calls and the sequences they ran.
+    Set `chunk_log` to a list to have every forward chunk's (input_ids, attention_mask) appended to it.
+    """
+
+    def __init__(self, model, mode: str = "remove", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS):
+        if mode not in PERTURBATION_MODES:
+            raise EffbenchError(f"perturbation mode must be one of {', '.join(PERTURBATION_MODES)}, got {mode!r}")
+        if not isinstance(max_batch_tokens, int) or isinstance(max_batch_tokens, bool) or max_batch_tokens < 1:
+            raise EffbenchError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
+        self.model = model
+        self.mode = mode
+        self.max_batch_tokens = max_batch_tokens
+        tokenizer = model.tokenizer
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.mask_token_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+        self.forward_calls = 0
+        self.sequences_evaluated = 0
+        self.chunk_log: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._cache: dict[CacheKey, np.ndarray] = {}
+        self._prepared: dict[int, tuple[Batch, _PreparedBatch]] = {}
+
+    # ---- what metrics ask for --------------------------------------------------------------------
+
+    def probabilities(self, batch: Batch, perturbations: Sequence[Perturbation], mode: str | None = None) -> np.ndarray:
+        """Class probabilities [R, C] (float64) on each perturbed input, in the order asked."""
+        mode = self._resolve_mode(mode)
+        prepared = self._prepare(batch)
+        keys = [self._key(prepared, index, positions, mode) for index, positions in perturbations]
+        pending: dict[CacheKey, np.ndarray] = {}
+        for key, (index, positions) in zip(keys, perturbations):
+            if key not in self._cache and key not in pending:
+                pending[key] = self._perturbed_ids(prepared.rows[index], positions, mode)
+        if pending:
+            # Every metric compares with the full inputs: they ride along with the first pass on a batch.
+            for index, row in enumerate(prepared.rows):
+                full_key = self._key(prepared, index, frozenset(), mode)
+                if full_key not in self._cache:
+                    pending.setdefault(full_key, row)
+            self._run(pending)
+        return np.stack([self._cache[key] for key in keys]) if keys else np.zeros((0, 0))
+
+    def target_probabilities(self, batch: Batch, perturbations: Sequence[Perturbation], mode: str | None = None) -> np.ndarray:
+        """p(y | perturbed input) [R] for each example's target y."""
+        probabilities = self.probabilities(batch, perturbations, mode)
+        if len(perturbations) == 0:
+            return np.zeros(0)
+        targets = self._prepare(batch).targets[[index for index, _ in perturbations]]
+        return probabilities[np.arange(len(perturbations)), targets]
+
+    def full_probabilities(self, batch: Batch) -> np.ndarray:
+        """Class probabilities [B, C] on the full inputs."""
+        return self.probabilities(batch, _full_inputs(batch))
+
+    def full_target_probabilities(self, batch: Batch) -> np.ndarray:
+        """p(y | x) [B] on the full inputs."""
+        return self.target_probabilities(batch, _full_inputs(batch))
+
+    def leave_one_out(self, batch: Batch, mode: str | None = None) -> list[np.ndarray]:
+        """Per example, p(y | x without j) for each scorable position j, in position order."""
+        prepared = self._prepare(batch)
+        singletons = [
+            (index, frozenset((int(position),)))
+            for index, positions in enumerate(prepared.scorable_positions)
+            for position in positions
+        ]
+        flat = self.target_probabilities(batch, singletons, mode)
+        split_at = np.cumsum([len(positions) for positions in prepared.scorable_positions])[:-1]
+        return np.split(flat, split_at) if len(batch) else []
+
+    def scorable_positions(self, batch: Batch) -> list[np.ndarray]:
+        """Per example, its scorable positions, ascending: the order `leave_one_out` follows."""
+        return self._prepare(batch).scorable_positions
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _resolve_mode(self, mode: str | None) -> str:
+        mode = self.mode if mode is None else mode
+        if mode not in PERTURBATION_MODES:
+            raise EffbenchError(f"perturbation mode must be one of {', '.join(PERTURBATION_MODES)}, got {mode!r}")
+        if mode == "mask" and self.mask_token_id is None:
+            raise EffbenchError("mode 'mask' needs a tokenizer with a mask or unk token; this one has neither: use mode 'remove'")
+        return mode
+
+    def _prepare(self, batch: Batch) -> _PreparedBatch:
+        # Keyed by id(); the batch itself is kept so that its id cannot be reused while cached.
+        cached = self._prepared.get(id(batch))
+        if cached is not None and cached[0] is batch:
+            return cached[1]
+        input_ids = batch.input_ids.cpu().numpy()
+        attention = batch.attention_mask.cpu().numpy().astype(bool)
+        scorable = batch.scorable_mask.cpu().numpy().astype(bool)
+        if (scorable & ~attention).any():
+            raise EffbenchError("the batch's scorable mask marks padding as scorable")
+        rows, row_keys, positions, sets = [], [], [], []
+        for row_ids, row_attention, row_scorable in zip(input_ids, attention, scorable):
+            length = int(row_attention.sum())
+            if not row_attention[:length].all():
+                raise EffbenchError("the batch must be right-padded: real tokens first, then padding")
+            row = row_ids[:length].copy()
+            row_positions = np.flatnonzero(row_scorable)
+            rows.append(row)
+            row_keys.append(tuple(row.tolist()))
+            positions.append(row_positions)
+            sets.append(frozenset(row_positions.tolist()))
+        prepared = _PreparedBatch(rows, row_keys, positions, sets, batch.targets.cpu().numpy().astype(np.int64))
+        self._prepared[id(batch)] = (batch, prepared)
+        return prepared
+
+    def _key(self, prepared: _PreparedBatch, index: int, positions: frozenset[int], mode: str) -> CacheKey:
+        if not positions <= prepared.scorable_sets[index]:
+            outside = sorted(positions - prepared.scorable_sets[index])
+            raise EffbenchError(f"positions {outside} of example {index} are not scorable tokens; only those can be perturbed")
+        return (prepared.row_keys[index], mode if positions else "", positions)
+
+    def _perturbed_ids(self, row: np.ndarray, positions: frozenset[int], mode: str) -> np.ndarray:
+        if not positions:
+            return row
+        chosen = np.fromiter(positions, dtype=np.int64, count=len(positions))
+        if mode == "remove":
+            keep = np.ones(len(row), dtype=bool)
+            keep[chosen] = False
+            return row[keep]
+        masked = row.copy()
+        masked[chosen] = self.mask_token_id
+        return masked
+
+    def _run(self, pending: dict[CacheKey, np.ndarray]) -> None:
+        """Forward every pending sequence, longest first, in chunks of at most max_batch_tokens padded tokens."""
+        keys = sorted(pending, key=lambda key: -len(pending[key]))  # stable: ties keep request order
+        start = 0
+        while start < len(keys):
+            width = len(pending[keys[start]])
+            count = max(1, self.max_batch_tokens // max(width, 1))
+            chunk = keys[start : start + count]
+            start += len(chunk)
+            input_ids = np.full((len(chunk), width), self.pad_token_id, dtype=np.int64)
+            attention_mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, key in enumerate(chunk):
+                ids = pending[key]
+                input_ids[row, : len(ids)] = ids
+                attention_mask[row, : len(ids)] = 1
+            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+            for key, row_probabilities in zip(chunk, probabilities):
+                self._cache[key] = row_probabilities
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+        if self.chunk_log is not None:
+            self.chunk_log.append((input_ids, attention_mask))
+        with torch.inference_mode():
+            logits = self.model.logits(input_ids, attention_mask)
+            probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        self.forward_calls += 1
+        self.sequences_evaluated += len(input_ids)
+        return probabilities

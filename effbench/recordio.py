@@ -1,0 +1,215 @@
+"""Reading run records and their per-example rows back, with every field a leaderboard relies on checked.
+
+A record comes from the runner or from a contributor, so nothing in it is trusted: a malformed record
+raises EffbenchError naming the file and the key (as a dotted path) and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import EffbenchError
+
+KNOWN_SCHEMA_VERSIONS = (1,)
+PER_EXAMPLE_FILE = "per_example.jsonl"
+
+
+class RecordError(EffbenchError):
+    """A run record or its per-example file is malformed."""
+
+
+# ---- type checks: each returns None when the value is fine, else what was expected ---------------------
+
+Check = Callable[[Any], "str | None"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value is None
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None or isinstance(value, str) else "a string or null"
+
+
+def _optional_bool(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else "true, false or null"
+
+
+def _non_negative_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 0 else "a non-negative integer"
+
+
+def _positive_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 1 else "a positive integer"
+
+
+def _number(value: Any) -> str | None:
+    """A float (NaN allowed: a metric is NaN where it is undefined), or null."""
+    return None if _is_number(value) else "a number"
+
+
+def _mapping(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "a mapping"
+
+
+def _direction(value: Any) -> str | None:
+    return None if value in ("higher", "lower") else "'higher' or 'lower'"
+
+
+def _range(value: Any) -> str | None:
+    ok = isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+    return None if ok else "a list [low, high] of two numbers"
+
+
+def _file_name(value: Any) -> str | None:
+    ok = isinstance(value, str) and value and "/" not in value and "\\" not in value and value not in (".", "..")
+    return None if ok else "a plain file name beside the record (no folders)"
+
+
+# key -> check, or a nested schema for a mapping
+_ENVIRONMENT = {
+    "effbench": _string, "python": _string, "torch": _string, "transformers": _string, "platform": _string,
+    "git_sha": _optional_string, "git_dirty": _optional_bool,
+}
+_CONFIG = {"seed": _non_negative_int, "perturbation": _string, "model_kind": _string, "device": _string}
+_TASK = {
+    "name": _string, "version": _positive_int, "card_hash": _string, "data_hash": _string,
+    "test_examples": _non_negative_int, "evaluated": _positive_int, "example_ids_sha256": _string,
+    "citation": _optional_string,
+}
+_MODEL = {"name": _string, "training": _mapping}
+_EXPLAINER = {"name": _string, "version": _positive_int, "params": _mapping, "citation": _optional_string}
+_METRIC = {
+    "name": _string, "version": _positive_int, "params": _mapping, "family": _string, "direction": _direction,
+    "range": _range, "citation": _optional_string,
+}
+_RESULT = {"mean": _number, "low": _number, "high": _number, "n": _non_negative_int, "flagged": _non_negative_int}
+_RECORD = {
+    "schema_version": _positive_int, "created": _string, "environment": _ENVIRONMENT, "config": _CONFIG,
+    "task": _TASK, "model": _MODEL, "explainer": _EXPLAINER, "metrics": None,  # a list, checked below
+    "results": _mapping, "accuracy_on_evaluated": _number, "timings_seconds_this_session": _mapping,
+    "per_example_file": _file_name,
+}
+
+
+def _check_mapping(data: Any, schema: dict[str, Any], where: str, fail: Callable[[str, str], RecordError]) -> None:
+    if not isinstance(data, dict):
+        raise fail(where or "(top level)", "must be a mapping")
+    for key, check in schema.items():
+        path = f"{where}.{key}" if where else key
+        if key not in data:
+            raise fail(path, "is missing")
+        if isinstance(check, dict):
+            _check_mapping(data[key], check, path, fail)
+        elif check is not None:
+            expected = check(data[key])
+            if expected is not None:
+                raise fail(path, f"must be {expected}, got {data[key]!r}")
+
+
+def read_record(path: str | Path) -> dict:
+    """Read and validate one run record (record.json)."""
+    path = Path(path)
+
+    def fail(key: str, problem: str) -> RecordError:
+        return RecordError(f"malformed run record {path}: key {key!r} {problem}")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"cannot read run record {path}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(f"run record {path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"malformed run record {path}: the top level must be a JSON object")
+    if "schema_version" in record and record["schema_version"] not in KNOWN_SCHEMA_VERSIONS:
+        raise fail("schema_version", f"is {record['schema_version']!r}; this effbench reads schema versions "
+                                     f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))} (a newer effbench may read it)")
+    _check_mapping(record, _RECORD, "", fail)
+
+    metrics = record["metrics"]
+    if not isinstance(metrics, list) or not metrics:
+        raise fail("metrics", "must be a non-empty list of metric descriptions")
+    names = []
+    for index, metric in enumerate(metrics):
+        _check_mapping(metric, _METRIC, f"metrics[{index}]", fail)
+        names.append(metric["name"])
+    if len(set(names)) != len(names):
+        raise fail("metrics", f"names a metric twice: {names}")
+    for name in names:
+        if name not in record["results"]:
+            raise fail(f"results.{name}", "is missing (every metric in 'metrics' needs a result)")
+        _check_mapping(record["results"][name], _RESULT, f"results.{name}", fail)
+    task = record["task"]
+    if task["evaluated"] > task["test_examples"]:
+        raise fail("task.evaluated", f"({task['evaluated']}) exceeds task.test_examples ({task['test_examples']})")
+    return record
+
+
+def read_per_example(record_path: str | Path) -> list[dict]:
+    """The per-example rows of a record, one per example id in first-seen order.
+
+    Rows are read as the runner writes them: a resumed run may append a second row for an example
+    with more metrics (merged here), and an interruption may leave one line cut short (skipped, as the
+    runner skips it; the leaderboard then checks that the evaluated examples are all present).
+    """
+    record_path = Path(record_path)
+    record = read_record(record_path)
+    path = record_path.parent / record["per_example_file"]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordError(f"cannot read the per-example rows {path}: {getattr(error, 'strerror', None) or error}") from None
+
+    rows: dict[str, dict] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        _check_row(row, path, number)
+        existing = rows.get(row["example_id"])
+        if existing is None:
+            rows[row["example_id"]] = row
+        else:
+            existing["metrics"].update(row["metrics"])
+    return list(rows.values())
+
+
+def _check_row(row: Any, path: Path, number: int) -> None:
+    def fail(problem: str) -> RecordError:
+        return RecordError(f"malformed per-example row in {path}, line {number}: {problem}")
+
+    if not isinstance(row, dict):
+        raise fail("a row must be a JSON object")
+    for key in ("example_id", "metrics"):
+        if key not in row:
+            raise fail(f"key {key!r} is missing")
+    if not isinstance(row["example_id"], str):
+        raise fail(f"key 'example_id' must be a string, got {row['example_id']!r}")
+    if not isinstance(row["metrics"], dict):
+        raise fail("key 'metrics' must be a mapping of metric name -> {value, flags}")
+    for name, entry in row["metrics"].items():
+        if not isinstance(entry, dict) or "value" not in entry or not _is_number(entry["value"]):
+            raise fail(f"key 'metrics.{name}' must be a mapping with a numeric 'value'")
+    tokens, scores = row.get("tokens"), row.get("scores")
+    if tokens is not None or scores is not None:
+        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+            raise fail("key 'tokens' must be a list of strings")
+        if not isinstance(scores, list) or len(scores) != len(tokens) or not all(_is_number(s) for s in scores):
+            raise fail("key 'scores' must be a list of numbers, one per token")
