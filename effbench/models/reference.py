@@ -51,7 +51,7 @@ def training_config(task: TaskData, kind: str = "minilm", seed: int = 0, **overr
         config = TrainingConfig(kind, card.train_epochs, card.learning_rate, card.train_batch_size,
                                 card.train_limit, card.max_length, seed)
     else:
-        config = TrainingConfig(kind, epochs=4, learning_rate=3e-4, batch_size=32,
+        config = TrainingConfig(kind, epochs=4, learning_rate=1e-3, batch_size=32,
                                 train_limit=min(card.train_limit or 4000, 4000), max_length=min(card.max_length, 128),
                                 seed=seed)
     return replace(config, **overrides)
