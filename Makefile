@@ -21,8 +21,7 @@ $(BIN)/.effbench-installed: pyproject.toml
 setup: $(BIN)/.effbench-installed
 
 benchmark: setup
-	$(OFFLINE) $(BIN)/effbench run --task mr-sentences mr-reviews bbc-news tweets \
-		--explainer raw_attention --metric necessity --limit 50
+	$(OFFLINE) $(BIN)/effbench leaderboard run quick
 
 test: setup
 	$(OFFLINE) $(BIN)/python -m pytest

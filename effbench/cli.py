@@ -77,6 +77,15 @@ def cmd_diagnose(args) -> None:
     print(format_diagnostics(rows))
 
 
+def cmd_leaderboard(args) -> None:
+    from effbench.leaderboard import build_board, format_summary, resolve_board_dir, run_board
+
+    board_dir = resolve_board_dir(args.board)
+    if args.action == "run":
+        run_board(board_dir, tasks=args.task, device=args.device, progress=not args.quiet)
+    print(format_summary(build_board(board_dir)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--model-kind", default="minilm")
     diag.add_argument("--device", default="cpu")
     diag.set_defaults(handler=cmd_diagnose)
+
+    board = commands.add_parser("leaderboard", help="run a board and build its report")
+    board.add_argument("action", choices=["run", "build"],
+                       help="run: evaluate the board's explainers into its records/, then build; build: report from the records")
+    board.add_argument("board", help="a board name under leaderboards/ (standard, quick) or a board folder")
+    board.add_argument("--task", nargs="+", help="run only these tasks of the board")
+    board.add_argument("--device", default="cpu")
+    board.add_argument("--quiet", action="store_true")
+    board.set_defaults(handler=cmd_leaderboard)
     return parser
 
 

@@ -905,9 +905,8 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
               dtype: str = "float32", progress: bool = True) -> list[dict]:
     """Run the board's explainers and metrics with its settings, writing records into its records/ folder.
 
-    Metrics that take a perturbation `mode` get the board's `perturbation` unless the board sets one.
+    Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the board sets one.
     """
-    from effbench.metrics import metrics as metric_registry
     from effbench.runner import RunConfig, evaluate
 
     board_dir = Path(board_dir)
@@ -916,14 +915,10 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
     unknown = [t for t in chosen if t not in board.tasks]
     if unknown:
         raise EffbenchError(f"task {unknown[0]!r} is not on board {board.name}; its tasks: {', '.join(board.tasks)}")
-    metric_params = {}
-    for name, params in board.metrics.items():
-        takes_mode = "mode" in getattr(metric_registry.get(name), "defaults", {})
-        metric_params[name] = {"mode": board.perturbation, **params} if takes_mode else dict(params)
     records = []
     for task in chosen:
         config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
                            dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
                            perturbation=board.perturbation)
-        records += evaluate([task], board.explainers, metric_params, config, progress=progress)
+        records += evaluate([task], board.explainers, board.metrics, config, progress=progress)
     return records

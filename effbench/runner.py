@@ -191,10 +191,16 @@ def _rows(model, batch, attribution, per_metric) -> list[dict]:
             "target": int(batch.targets[row]),
             "tokens": model.tokenizer.convert_ids_to_tokens(token_ids),
             "scores": [round(float(s), 7) for s in attribution.scores[row][mask].tolist()],
-            "metrics": {name: {"value": float(result.values[row]), "flags": list(result.flags[row])}
-                        for name, result in per_metric.items()},
+            "metrics": {name: _metric_entry(result, row) for name, result in per_metric.items()},
         })
     return rows
+
+
+def _metric_entry(result, row: int) -> dict:
+    entry = {"value": float(result.values[row]), "flags": list(result.flags[row])}
+    if result.details is not None and result.details[row]:
+        entry["details"] = result.details[row]
+    return entry
 
 
 def _record(run, task, model, training, metric_objects, examples, config) -> dict:

@@ -30,3 +30,17 @@ def test_run_prints_a_table_and_writes_a_record(toy_env, tmp_path, capsys):
     assert all(len(row["tokens"]) == len(row["scores"]) for row in rows)
     mean = sum(row["metrics"]["necessity"]["value"] for row in rows) / len(rows)
     assert abs(mean - result["mean"]) < 1e-9
+    bins = rows[0]["metrics"]["necessity"]["details"]["bins"]
+    assert set(bins) == {"0.01", "0.05", "0.1", "0.2", "0.5"}
+    assert abs(sum(bins.values()) / 5 - rows[0]["metrics"]["necessity"]["value"]) < 1e-9
+
+
+def test_the_run_perturbation_mode_reaches_the_metrics(toy_env, tmp_path):
+    import effbench
+
+    config = effbench.RunConfig(limit=4, model_kind="tiny", perturbation="mask", output_dir=tmp_path)
+    [record] = effbench.evaluate(["toy"], ["random"], ["necessity", "sparsity"], config, progress=False)
+    params = {metric["name"]: metric["params"] for metric in record["metrics"]}
+    assert params["necessity"]["mode"] == "mask"
+    assert "mode" not in params["sparsity"]
+    assert record["config"]["perturbation"] == "mask"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from effbench.errors import EffbenchError
@@ -31,7 +32,7 @@ class Explainer:
         if unknown:
             allowed = ", ".join(sorted(self.defaults)) or "none"
             raise EffbenchError(f"explainer {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
-        self.params = {**self.defaults, **params}
+        self.params = copy.deepcopy({**self.defaults, **params})
         self.validate()
 
     def validate(self) -> None:
@@ -41,8 +42,15 @@ class Explainer:
         raise NotImplementedError
 
     def explain(self, model: ClassifierAdapter, batch: Batch) -> Attribution:
+        import torch
+
         from effbench.types import Attribution
 
         scores = self.scores(model, batch).detach().float().cpu()
-        scores = scores * batch.scorable_mask.to(scores.dtype)
+        if tuple(scores.shape) != tuple(batch.input_ids.shape):
+            raise EffbenchError(
+                f"explainer {self.name!r} returned scores of shape {tuple(scores.shape)}; "
+                f"expected one per token, {tuple(batch.input_ids.shape)}"
+            )
+        scores = torch.where(batch.scorable_mask, scores, torch.zeros((), dtype=scores.dtype))
         return Attribution(scores=scores, explainer=self.name, version=self.version, params=dict(self.params))

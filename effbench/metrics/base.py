@@ -32,10 +32,15 @@ NON_FINITE_SCORES = "non_finite_scores"
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One value per example ([B] float64, NaN where undefined) and the flags raised on each example."""
+    """One value per example ([B] float64, NaN where undefined) and the flags raised on each example.
+
+    `details`, where a metric gives them, hold what the value summarises per example (e.g. the
+    per-bin differences behind an AOPC), for reports that draw curves.
+    """
 
     values: np.ndarray
     flags: list[list[str]]
+    details: list[dict] | None = None
 
 
 class Metric:

@@ -61,9 +61,14 @@ class _ErasureAOPC(Metric):
         perturbed = engine.target_probabilities(batch, perturbations, self.params["mode"])
         full = engine.full_target_probabilities(batch)  # computed in the same pass
         values = np.full(len(batch), np.nan)
+        details: list[dict] = [{} for _ in range(len(batch))]
         if scored:
-            values[scored] = aopc(full[scored], perturbed.reshape(len(scored), len(bins)))
-        return MetricResult(values=values, flags=flags)
+            perturbed = perturbed.reshape(len(scored), len(bins))
+            values[scored] = aopc(full[scored], perturbed)
+            for row, index in enumerate(scored):
+                differences = full[index] - perturbed[row]
+                details[index] = {"bins": {str(fraction): float(difference) for fraction, difference in zip(bins, differences)}}
+        return MetricResult(values=values, flags=flags, details=details)
 
 
 class Necessity(_ErasureAOPC):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AttentionInterface, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.bert.modeling_bert import eager_attention_forward
@@ -37,6 +38,9 @@ def _effbench_eager_attention(module, query, key, value, attention_mask, scaling
         output = torch.matmul(probs, value).transpose(1, 2).contiguous()
     return output, probs
 
+
+transformers.utils.logging.set_verbosity_error()  # no load reports or per-load progress bars in effbench's output
+transformers.utils.logging.disable_progress_bar()
 
 AttentionInterface.register(ATTENTION_IMPLEMENTATION, _effbench_eager_attention)
 # without a registered mask function, a custom implementation gets no padding mask at all
