@@ -50,8 +50,7 @@ def diagnose(model: ClassifierAdapter, examples: Sequence[Example], batch_size: 
     for start in tqdm(starts, desc="diagnose", unit="batch", disable=not progress):
         batch = model.make_batch(examples[start: start + batch_size])
         lengths = batch.attention_mask.sum(1).tolist()
-        with torch.no_grad():
-            forward = model.forward(batch.input_ids, batch.attention_mask)
+        forward = model.batch_forward(batch)
         for layer in range(model.num_layers):
             probs = forward.attentions[layer][:, :, :1].double().cpu().numpy()
             raw = [probs[example, :, :, :n] for example, n in enumerate(lengths)]

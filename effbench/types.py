@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from effbench.models.adapter import ForwardOutput
+
 
 @dataclass(frozen=True)
 class Example:
@@ -33,6 +35,9 @@ class Batch:
     scorable_mask: "torch.Tensor"  # [B, N] bool
     targets: "torch.Tensor"  # [B] long, predicted class on the full input
     labels: "torch.Tensor | None" = None  # [B] long, gold labels where known
+    # the full-input forward pass (logits, attentions, hidden states), computed once when the batch is
+    # made and shared by every explainer that reads attention: it does not depend on the explainer
+    forward: "ForwardOutput | None" = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.example_ids)

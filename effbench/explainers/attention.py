@@ -167,8 +167,7 @@ class AttentionReadout(Explainer):
         layer = normalise_layer(self.params["layer"], model.num_layers)
         heads = parse_heads(self.params["heads"], model.num_heads) or list(range(model.num_heads))
         lengths = batch.attention_mask.sum(1).tolist()
-        with torch.no_grad():
-            forward = model.forward(batch.input_ids, batch.attention_mask)
+        forward = model.batch_forward(batch)
         if self.params.get("readout", self.readout) == "cls":
             rows = self.layer_rows(model, forward, layer, lengths, heads, all_queries=False)
             per_example = [example_rows[:, 0, :].mean(0) for example_rows in rows]
@@ -289,8 +288,8 @@ class AttentionNorm(Explainer):
 
         layer = normalise_layer(self.params["layer"], model.num_layers)
         heads = parse_heads(self.params["heads"], model.num_heads, all_name="all") or list(range(model.num_heads))
+        forward = model.batch_forward(batch)
         with torch.no_grad():
-            forward = model.forward(batch.input_ids, batch.attention_mask)
             transfers = model.head_transfers(layer, forward.hidden_states[layer])[:, heads]  # [B, H', N, D]
             weights = forward.attentions[layer][:, heads, 0, :]  # [B, H', N], zero on padding
             return torch.einsum("bhn,bhnd->bnd", weights, transfers).norm(dim=-1)

@@ -126,18 +126,27 @@ class ClassifierAdapter:
         return set(self.tokenizer.all_special_ids)
 
     def make_batch(self, examples: Sequence[Example]) -> Batch:
-        """Tokenise and predict: `targets` is the model's class on the full input."""
+        """Tokenise and run the full inputs once: `targets` is the model's class on the full input,
+        and the forward pass (with attentions and hidden states) is kept for the explainers."""
         encoded = self.tokenize([example.text for example in examples])
         with torch.no_grad():
-            logits = self.logits(encoded["input_ids"], encoded["attention_mask"])
+            forward = self.forward(encoded["input_ids"], encoded["attention_mask"])
         return Batch(
             example_ids=tuple(example.id for example in examples),
             input_ids=encoded["input_ids"],
             attention_mask=encoded["attention_mask"],
             scorable_mask=encoded["scorable_mask"],
-            targets=logits.argmax(-1).cpu(),
+            targets=forward.logits.argmax(-1).cpu(),
             labels=torch.tensor([example.label for example in examples]),
+            forward=forward,
         )
+
+    def batch_forward(self, batch: Batch) -> ForwardOutput:
+        """The full-input forward pass of a batch: the one made with it, else computed now."""
+        if batch.forward is not None:
+            return batch.forward
+        with torch.no_grad():
+            return self.forward(batch.input_ids, batch.attention_mask)
 
     # ---- forward passes -----------------------------------------------------------------------
 
