@@ -53,3 +53,23 @@ def test_missing_cached_model_without_training_says_how_to_train(toy_env, tmp_pa
     monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "empty"))
     with pytest.raises(EffbenchError, match="effbench train --task toy --kind tiny"):
         load_reference_model(load_task("toy"), "tiny", train_if_missing=False)
+
+
+def test_the_tiny_vocabulary_is_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    code = ("from effbench.models.reference import train_word_piece_tokenizer; import hashlib, json; "
+            "from conftest import TINY_CORPUS; t = train_word_piece_tokenizer(TINY_CORPUS * 3, 300); "
+            "print(hashlib.sha256(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=__import__("pathlib").Path(__file__).parent).stdout for _ in range(3)}
+    assert len(digests) == 1
+
+
+def test_the_tiny_vocabulary_covers_every_character_seen():
+    from effbench.models.reference import train_word_piece_tokenizer
+
+    tokenizer = train_word_piece_tokenizer(["the cat sat", "a dog ran"], vocab_size=100, min_frequency=1)
+    assert tokenizer.unk_token_id not in tokenizer("tac god")["input_ids"]  # unseen words split into characters
+    assert tokenizer.tokenize("cat") == ["cat"]

