@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
+from effbench.components import Component
 from effbench.errors import EffbenchError
 
 if TYPE_CHECKING:
@@ -14,29 +14,15 @@ if TYPE_CHECKING:
     from effbench.types import Attribution, Batch
 
 
-class Explainer:
+class Explainer(Component):
     """Base class for explainers.
 
-    A subclass sets the class attributes, declares its parameters with defaults in `defaults`,
-    and implements `scores(model, batch)`, returning [B, N] token scores against `batch.targets`.
-    `explain` zeroes everything outside the scorable tokens and wraps the result; it never normalises.
+    A subclass sets `name`, `version`, `citation` and `defaults` (see Component), and implements
+    `scores(model, batch)`, returning [B, N] token scores against `batch.targets`. `explain` zeroes
+    everything outside the scorable tokens and wraps the result; it never normalises.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[int]
-    citation: ClassVar[str]  # a BibTeX entry
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, **params: Any):
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.defaults)) or "none"
-            raise EffbenchError(f"explainer {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
-        self.params = copy.deepcopy({**self.defaults, **params})
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise EffbenchError for a bad parameter value, naming it and what is allowed."""
+    kind = "explainer"
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
         raise NotImplementedError

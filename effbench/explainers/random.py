@@ -10,6 +10,7 @@ import torch
 
 from effbench.errors import EffbenchError
 from effbench.explainers.base import Explainer
+from effbench.metrics.erasure import ERASER_CITATION
 
 if TYPE_CHECKING:
     from effbench.models.adapter import ClassifierAdapter
@@ -31,14 +32,7 @@ class RandomScores(Explainer):
     name = "random"
     version = 1
     defaults: ClassVar[dict[str, Any]] = {"seed": 0}
-    citation = """@inproceedings{deyoung2020eraser,
-  title = {{ERASER}: A Benchmark to Evaluate Rationalized {NLP} Models},
-  author = {DeYoung, Jay and Jain, Sarthak and Rajani, Nazneen Fatema and Lehman, Eric and Xiong, Caiming and Socher, Richard and Wallace, Byron C.},
-  booktitle = {Proceedings of ACL},
-  pages = {4443--4458},
-  year = {2020},
-  note = {random token scores serve as its baseline}
-}"""
+    citation = ERASER_CITATION  # random token scores serve as ERASER's baseline
 
     def validate(self) -> None:
         seed = self.params["seed"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from effbench.components import Component
 from effbench.errors import EffbenchError
 
 if TYPE_CHECKING:
@@ -43,38 +44,20 @@ class MetricResult:
     details: list[dict] | None = None
 
 
-class Metric:
+class Metric(Component):
     """Base class for metrics.
 
-    A subclass sets the class attributes, declares its parameters with defaults in `defaults`,
-    validates them in `validate`, and implements `compute`. `version` is bumped whenever a change
-    can change the numbers.
+    A subclass sets `name`, `version`, `citation`, `defaults` (see Component), `family`, `direction`
+    and `range`, and implements `compute`.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[int]
+    kind = "metric"
     family: ClassVar[str]
     direction: ClassVar[str]  # "higher" or "lower": which is better
     range: ClassVar[tuple[float, float]]
-    citation: ClassVar[str]  # a BibTeX entry
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, **params: Any):
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.defaults)) or "none"
-            raise EffbenchError(f"metric {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
-        self.params: dict[str, Any] = {**self.defaults, **params}
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise EffbenchError for a bad parameter value, naming it and what is allowed."""
 
     def compute(self, engine: PerturbationEngine, batch: Batch, attribution: Attribution) -> MetricResult:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
 
     # ---- parameter checks shared by subclasses -------------------------------------------------
 

