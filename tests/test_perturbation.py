@@ -34,6 +34,12 @@ def sensitive_adapter(tiny_adapter):
     return ClassifierAdapter(model, tiny_adapter.tokenizer, max_length=128, name="tiny-sensitive")
 
 
+@pytest.fixture(autouse=True)
+def fresh_perturbation_cache(sensitive_adapter):
+    """Engines on one model share its cache: each test counts its own passes."""
+    sensitive_adapter.perturbation_cache.clear()
+
+
 @pytest.fixture(scope="module")
 def batch(sensitive_adapter):
     from effbench.types import Example
@@ -253,3 +259,16 @@ def test_float32_minilm_values_do_not_depend_on_chunking(minilm_adapter, mode):
         reference = metric.compute(PerturbationEngine(minilm_adapter), batch, attribution).values
         chunked = metric.compute(PerturbationEngine(minilm_adapter, max_batch_tokens=50), batch, attribution).values
         np.testing.assert_allclose(chunked, reference, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_engines_on_one_model_share_their_passes(tiny_adapter, tiny_examples):
+    from effbench.explainers import get_explainer
+    from effbench.metrics import get_metric
+    from effbench.metrics.perturbation import PerturbationEngine
+
+    tiny_adapter.perturbation_cache.clear()
+    batch = tiny_adapter.make_batch(tiny_examples)
+    get_explainer("leave_one_out").explain(tiny_adapter, batch)  # runs the leave-one-out passes in its own engine
+    engine = PerturbationEngine(tiny_adapter)
+    get_metric("faithfulness").compute(engine, batch, get_explainer("random").explain(tiny_adapter, batch))
+    assert engine.sequences_evaluated == 0  # faithfulness needed only those leave-one-out passes

@@ -71,7 +71,10 @@ class PerturbationEngine:
         self.forward_calls = 0
         self.sequences_evaluated = 0
         self.chunk_log: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self._cache: dict[CacheKey, np.ndarray] = {}
+        # shared by every engine on the same model, so that an explainer's passes (leave_one_out) and a
+        # metric's identical passes in another engine are computed once
+        shared = getattr(model, "perturbation_cache", None)
+        self._cache: dict[CacheKey, np.ndarray] = shared if shared is not None else {}
         self._prepared: dict[int, tuple[Batch, _PreparedBatch]] = {}
 
     # ---- what metrics ask for --------------------------------------------------------------------

@@ -80,6 +80,9 @@ class ClassifierAdapter:
         self.head_dim = self.hidden_size // self.num_heads
         self.num_labels = config.num_labels
         self.dtype = next(model.parameters()).dtype
+        # class probabilities on perturbed inputs, keyed by (token ids, mode, positions): shared by
+        # every PerturbationEngine on this model, so no perturbed input runs twice
+        self.perturbation_cache: dict = {}
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, max_length: int, device: str = "cpu", dtype: str = "float32"):

@@ -62,6 +62,7 @@ def test_necessity_and_sufficiency_against_bare_forward_passes(benchmark, adapte
     necessity, sufficiency = get_metric("necessity"), get_metric("sufficiency")
 
     def run_metrics(record: bool = False) -> PerturbationEngine:
+        adapter.perturbation_cache.clear()  # every round computes its passes afresh
         engine = PerturbationEngine(adapter)
         if record:
             engine.chunk_log = []
