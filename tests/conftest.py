@@ -39,6 +39,12 @@ TINY_TEXTS = [
 
 
 @pytest.fixture(scope="session")
+def corpus_sentences() -> list[str]:
+    """Eight distinct review sentences (the tiny vocabulary's corpus)."""
+    return TINY_CORPUS[:8]
+
+
+@pytest.fixture(scope="session")
 def tiny_adapter():
     """A 2-layer, 4-head BERT (hidden 128, d_h 32) with random weights and a WordPiece vocabulary."""
     import torch

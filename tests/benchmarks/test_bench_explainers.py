@@ -10,42 +10,17 @@ forward pass with internals; the goal is at most 1.0. Run with
 
 from __future__ import annotations
 
-import time
-
-import pytest
 import torch
 
 from effbench.explainers import get_explainer
 from effbench.types import Example
-
-CLAUSES = [
-    "the film is a delight from start to finish and the cast is wonderful",
-    "a dull and tedious mess that never finds its footing",
-    "an honest moving portrait of a family in trouble",
-    "the plot is thin but the jokes land and the pace never flags",
-    "i wanted to like it but the script is lazy and the acting is worse",
-    "beautifully shot , smartly written , and acted with real conviction",
-    "nothing here works : not the story , not the music , not the ending",
-    "a warm funny film about friendship , loss and starting over again",
-]
-# 16 texts of 3 or 4 clauses: 40 to 64 tokens with MiniLM's vocabulary
-TEXTS = ["in short , " + " , ".join(CLAUSES[(i + j) % len(CLAUSES)] for j in range(3 + i // 8)) for i in range(16)]
-ROUNDS = 7
+from timing import ROUNDS, best_time
 
 
-@pytest.fixture(params=["tiny", pytest.param("minilm", marks=pytest.mark.slow)])
-def adapter(request):
-    return request.getfixturevalue(f"{request.param}_adapter")
-
-
-def elapsed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
-def test_efficient_attention_against_a_forward_pass(benchmark, adapter):
-    batch = adapter.make_batch([Example(id=f"bench-{i}", text=text, label=0) for i, text in enumerate(TEXTS)])
+def test_efficient_attention_against_a_forward_pass(benchmark, adapter, corpus_sentences):
+    # 16 texts of 3 or 4 clauses: 40 to 64 tokens with MiniLM's vocabulary
+    texts = ["in short , " + " , ".join(corpus_sentences[(i + j) % 8] for j in range(3 + i // 8)) for i in range(16)]
+    batch = adapter.make_batch([Example(id=f"bench-{i}", text=text, label=0) for i, text in enumerate(texts)])
     lengths = batch.attention_mask.sum(1)
     assert lengths.min() > adapter.head_dim + 1  # every example has a non-trivial C(a)
     explainer = get_explainer("efficient_attention")
@@ -64,9 +39,9 @@ def test_efficient_attention_against_a_forward_pass(benchmark, adapter):
     explain()  # warm-up
     forward_seconds, explain_seconds, internals_seconds = float("inf"), float("inf"), float("inf")
     for _ in range(1 if benchmark.disabled else ROUNDS):  # interleaved: a busy machine slows all alike
-        forward_seconds = min(forward_seconds, elapsed(forward))
-        explain_seconds = min(explain_seconds, elapsed(explain))
-        internals_seconds = min(internals_seconds, elapsed(forward_with_internals))
+        forward_seconds = min(forward_seconds, best_time(forward, 1))
+        explain_seconds = min(explain_seconds, best_time(explain, 1))
+        internals_seconds = min(internals_seconds, best_time(forward_with_internals, 1))
     attribution = benchmark(explain)
     raw = get_explainer("raw_attention").explain(adapter, batch)
     assert torch.isfinite(attribution.scores).all()

@@ -8,25 +8,15 @@ rounds) is recorded in `extra_info`; the goal is at most 1.3. Run with
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import pytest
 import torch
 
 from effbench.metrics import get_metric
 from effbench.metrics.perturbation import PerturbationEngine
 from effbench.types import Attribution, Example
+from timing import ROUNDS, best_time
 
-TEXTS = [
-    "the film is a delight from start to finish and the cast is wonderful",
-    "a dull and tedious mess that never finds its footing",
-    "an honest moving portrait of a family in trouble",
-    "the plot is thin but the jokes land and the pace never flags",
-    "i wanted to like it but the script is lazy and the acting is worse",
-    "beautifully shot , smartly written , and acted with real conviction",
-    "nothing here works : not the story , not the music , not the ending",
-    "a warm funny film about friendship , loss and starting over again",
+SHORT_TEXTS = [
     "a delight",
     "the jokes land",
     "the cast is wonderful but the script is lazy , the pace flags and the ending never finds its footing",
@@ -36,25 +26,11 @@ TEXTS = [
     "the music is wonderful",
     "not the story , not the cast , not the acting : a mess",
 ]
-ROUNDS = 7
 
 
-@pytest.fixture(params=["tiny", pytest.param("minilm", marks=pytest.mark.slow)])
-def adapter(request):
-    return request.getfixturevalue(f"{request.param}_adapter")
-
-
-def best_time(function, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def test_necessity_and_sufficiency_against_bare_forward_passes(benchmark, adapter):
-    batch = adapter.make_batch([Example(id=f"bench-{i}", text=text, label=0) for i, text in enumerate(TEXTS)])
+def test_necessity_and_sufficiency_against_bare_forward_passes(benchmark, adapter, corpus_sentences):
+    texts = corpus_sentences + SHORT_TEXTS
+    batch = adapter.make_batch([Example(id=f"bench-{i}", text=text, label=0) for i, text in enumerate(texts)])
     generator = torch.Generator().manual_seed(0)
     attribution = Attribution(
         scores=torch.randn(batch.input_ids.shape, generator=generator) * batch.scorable_mask, explainer="random", version=1
