@@ -86,17 +86,22 @@ def _tick_label(value: float) -> str:
     return f"{value:g}"
 
 
+def _axis_range(values: list[float], padding_fraction: float) -> tuple[float, float]:
+    """An axis from min(0, values) to max(0, values), one unit wide when flat, padded on both sides."""
+    low, high = min([0.0, *values]), max([0.0, *values])
+    if high - low < 1e-12:
+        high = low + 1.0
+    padding = padding_fraction * (high - low)
+    return low - padding, high + padding
+
+
 def bar_chart(title: str, bars: Sequence[tuple[str, float, float, float, str]]) -> str:
     """Horizontal bars (label, mean, low, high, colour) with interval whiskers; non-finite means show 'n/a'."""
     width, label_width, value_width, row_height, top, bottom = 560, 150, 70, 20, 40, 26
     plot_left, plot_right = label_width + 8, width - value_width
     height = top + row_height * len(bars) + bottom
     numbers = [v for _, mean, low, high, _ in bars for v in (mean, low, high) if math.isfinite(v)]
-    low_end, high_end = min([0.0, *numbers]), max([0.0, *numbers])
-    if high_end - low_end < 1e-12:
-        high_end = low_end + 1.0
-    padding = 0.04 * (high_end - low_end)
-    low_end, high_end = low_end - padding, high_end + padding
+    low_end, high_end = _axis_range(numbers, padding_fraction=0.04)
 
     def x(value: float) -> float:
         return plot_left + (value - low_end) / (high_end - low_end) * (plot_right - plot_left)
@@ -141,11 +146,7 @@ def line_chart(title: str, series: Sequence[tuple[str, str, list[tuple[float, fl
     x_low, x_high = 0.0, max(xs)
     if x_high <= x_low:
         x_high = x_low + 1.0
-    y_low, y_high = min(0.0, *ys), max(0.0, *ys)
-    if y_high - y_low < 1e-12:
-        y_high = y_low + 1.0
-    y_pad = 0.05 * (y_high - y_low)
-    y_low, y_high = y_low - y_pad, y_high + y_pad
+    y_low, y_high = _axis_range(ys, padding_fraction=0.05)
 
     def sx(value: float) -> float:
         return plot_left + (value - x_low) / (x_high - x_low) * (plot_right - plot_left)

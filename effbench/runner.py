@@ -103,14 +103,13 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from effbench.explainers import get_explainer
     from effbench.metrics.perturbation import PerturbationEngine
     from effbench.models.reference import load_reference_model
     from effbench.tasks import load_task
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
-    explainer_objects = [_with_seed(get_explainer(name, **params), config.seed, params) for name, params in explainer_specs.items()]
+    explainer_objects = [_with_seed(name, params, config.seed) for name, params in explainer_specs.items()]
     metric_objects = [_with_mode(name, params, config.perturbation) for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
 
@@ -164,11 +163,13 @@ def evaluate(
     return records
 
 
-def _with_seed(explainer, seed: int, given: Mapping[str, Any]):
+def _with_seed(name: str, params: Mapping[str, Any], seed: int):
     """A seeded explainer takes the run's seed unless its own was given."""
-    if "seed" in explainer.params and "seed" not in given:
-        return type(explainer)(**{**given, "seed": seed})
-    return explainer
+    from effbench.explainers import explainers, get_explainer
+
+    if "seed" in explainers.get(name).defaults and "seed" not in params:
+        return get_explainer(name, **params, seed=seed)
+    return get_explainer(name, **params)
 
 
 def _with_mode(name: str, params: Mapping[str, Any], perturbation: str):
