@@ -138,14 +138,18 @@ def evaluate(
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
 
         batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
-        for batch_examples in tqdm(batches, desc=f"{task.card.name}", unit="batch", disable=not progress):
+        # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
+        bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
+        for batch_number, batch_examples in enumerate(batches, start=1):
             ids = [example.id for example in batch_examples]
             pending = [run for run in runs if run["store"].missing(ids, metric_names)]
+            bar.update(len(runs) - len(pending))
             if not pending:
                 continue
             batch = task_model.make_batch(batch_examples)
             engine = PerturbationEngine(task_model, mode=config.perturbation)
             for run in pending:
+                bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
                 started = time.perf_counter()
                 attribution = run["explainer"].explain(task_model, batch)
                 run["seconds"]["explainer"] += time.perf_counter() - started
@@ -155,6 +159,8 @@ def evaluate(
                     per_metric[metric.name] = metric.compute(engine, batch, attribution)
                     run["seconds"][metric.name] += time.perf_counter() - started
                 run["store"].append(_rows(task_model, batch, attribution, per_metric))
+                bar.update(1)
+        bar.close()
 
         for run in runs:
             record = _record(run, task, task_model, training, metric_objects, examples, config)

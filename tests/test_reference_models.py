@@ -38,6 +38,28 @@ def test_training_is_deterministic(toy_env, tmp_path, monkeypatch):
     assert hashes[0] == hashes[1]
 
 
+def test_a_card_that_truncates_on_the_left_gives_a_checkpoint_that_keeps_the_end(toy_folders, tmp_path, monkeypatch):
+    import yaml
+
+    from effbench.models.reference import load_reference_model
+    from effbench.tasks import load_task
+
+    card = yaml.safe_load((toy_folders["tasks"] / "toy.yaml").read_text())
+    card.update(truncation_side="left", dataset=str(toy_folders["tasks"] / "toy.csv"))
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", str(tmp_path))
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
+    task = load_task(tmp_path / "toy.yaml")
+    assert task.card.truncation_side == "left"
+    adapter, _ = load_reference_model(task, "tiny", progress=False, epochs=1, train_limit=64)
+
+    long_text = " ".join(["the film"] * 40 + ["was", "wonderful"])
+    ids = adapter.tokenize([long_text])["input_ids"][0].tolist()
+    tokens = adapter.tokenizer.convert_ids_to_tokens(ids)
+    assert len(ids) == task.card.max_length
+    assert tokens[0] == "[CLS]" and tokens[-3:] == ["was", "wonderful", "[SEP]"]
+
+
 def test_unknown_model_kind_is_a_clear_error(toy_env):
     from effbench.models.reference import training_config
     from effbench.tasks import load_task

@@ -200,6 +200,7 @@ def test_limited_train_takes_the_first_examples_in_hash_order(tmp_path, cache):
         ({"encoding": "no-such-codec"}, [r"'encoding'", r"not a known codec"]),
         ({"learning_rate": "fast"}, [r"'learning_rate'", r"positive number"]),
         ({"train_limit": 0}, [r"'train_limit'", r"integer >= 1"]),
+        ({"truncation_side": "middle"}, [r"'truncation_side'", r"one of right, left"]),
         ({"text_field": None}, [r"'text_field'", r"required for source 'datasets'"]),
         ({"reader": "label-text-csv"}, [r"'reader'", r"'datasets' when source is 'datasets'"]),
         ({"path": "x.csv"}, [r"'path'", r"only to sources pypi-sdist"]),

@@ -117,6 +117,8 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
             minilm_path(), num_labels=task.num_classes, attn_implementation="eager")
     else:
         tokenizer, model = _new_tiny_model(train_examples, task.num_classes, config)
+    # saved with the tokenizer, so every later use of the checkpoint truncates the same way
+    tokenizer.truncation_side = task.card.truncation_side
     model.config.id2label = dict(enumerate(task.label_names))
     model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
 

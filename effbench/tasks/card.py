@@ -28,6 +28,9 @@ CARD_SUFFIXES = (".yaml", ".yml")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _PYPI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 _NPM_RE = re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9][A-Za-z0-9._+-]*$")
+# which end of a text longer than max_length tokens is cut off, as transformers' tokenizers take it:
+# "right" keeps the start, "left" keeps the end
+TRUNCATION_SIDES = ("right", "left")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _BIBTEX_RE = re.compile(r"^\s*@\w+\s*\{", re.ASCII)
 
@@ -69,6 +72,7 @@ class TaskCard:
     test_split: str | None = None
     test_fraction: float = 0.2
     train_limit: int | None = None
+    truncation_side: str = "right"
 
     @property
     def num_classes(self) -> int:
@@ -226,6 +230,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "split": (_str, "train"),
     "test_split": (_optional(_str), None),
     "max_length": (_int(1), _REQUIRED),
+    "truncation_side": (_choice(TRUNCATION_SIDES), "right"),
     "test_fraction": (_fraction, 0.2),
     "split_salt": (_str, _REQUIRED),
     "train_epochs": (_int(1), _REQUIRED),
