@@ -2,6 +2,7 @@
 
 A board is a folder `leaderboards/<board>/` holding `board.yaml` (what to run and rank) and
 `records/<task>/<explainer>-<hash>/{record.json, per_example.jsonl}` (accepted run records).
+`run_board` moves the records it replaces (another model, data or component version) to `superseded/`.
 `build_board` refuses records that cannot be compared, ranks the explainers per (task, metric) with
 paired bootstrap tests between neighbours, and writes README.md, results.csv, results.json,
 index.html and citations.bib into the board folder.
@@ -18,6 +19,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from effbench.records import sha256_json
 
 BOARD_FILE = "board.yaml"
 RECORDS_DIR = "records"
+SUPERSEDED_DIR = "superseded"
 SIGNIFICANCE_LEVEL = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 MODEL_KINDS = ("minilm", "tiny")
@@ -920,5 +923,61 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
         config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
                            dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
                            perturbation=board.perturbation)
-        records += evaluate([task], board.explainers, board.metrics, config, progress=progress)
+        written = evaluate([task], board.explainers, board.metrics, config, progress=progress)
+        for old_folder, new_folder, reason in retire_superseded(board_dir, task, written):
+            if progress:
+                print(f"{board.name}: {old_folder.relative_to(board_dir)} is out of date ({reason}): moved to "
+                      f"{new_folder.relative_to(board_dir)}", file=sys.stderr)
+        records += written
     return records
+
+
+def retire_superseded(board_dir: Path, task: str, written: Sequence[dict]) -> list[tuple[Path, Path, str]]:
+    """Move the task's other records of the explainers just run out of records/ into superseded/.
+
+    A board keeps one record per (task, explainer): after a run, a record made with another model
+    checkpoint, other data or other component versions is out of date. It is kept, not deleted.
+    Returns (old folder, new folder, what differs) per record moved.
+    """
+    from effbench.runner import record_folder
+
+    records_dir = board_dir / RECORDS_DIR
+    moved = []
+    for new in written:
+        name = new["explainer"]["name"]
+        current = record_folder(records_dir, task, name, new["identity_sha256"])
+        pattern = re.compile(re.escape(name) + r"-[0-9a-f]{10}")
+        for folder in sorted((records_dir / task).iterdir()):
+            if folder == current or not folder.is_dir() or not pattern.fullmatch(folder.name):
+                continue
+            try:
+                reason = _what_changed(read_record(folder / "record.json"), new)
+            except EffbenchError:
+                reason = "an unfinished or unreadable run"
+            target = board_dir / SUPERSEDED_DIR / task / folder.name
+            copies = 1
+            while target.exists():
+                copies += 1
+                target = target.with_name(f"{folder.name}.{copies}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(target)
+            moved.append((folder, target, reason))
+    return moved
+
+
+def _what_changed(old: dict, new: dict) -> str:
+    checks = (
+        ("task card or data", lambda r: (r["task"]["version"], r["task"]["card_hash"], r["task"]["data_hash"])),
+        ("model checkpoint", lambda r: r["model"]["training"].get("checkpoint_sha256")),
+        ("explainer version or parameters", lambda r: (r["explainer"]["version"], r["explainer"]["params"])),
+        ("metric versions or parameters", lambda r: [(m["name"], m["version"], m["params"]) for m in r["metrics"]]),
+        ("seed, perturbation or dtype", lambda r: (r["config"]["seed"], r["config"]["perturbation"], r["config"]["dtype"])),
+    )
+    changed = []
+    for what, get in checks:
+        try:
+            if get(old) != get(new):
+                changed.append(what)
+        except (KeyError, TypeError):
+            changed.append(what)
+    return "another " + ", ".join(changed) if changed else "another run identity"

@@ -132,7 +132,7 @@ def evaluate(
                 "metrics": [_component(metric) for metric in metric_objects],
                 "perturbation": config.perturbation, "seed": config.seed, "dtype": config.dtype,
             }
-            folder = Path(config.output_dir) / task.card.name / f"{explainer.name}-{sha256_json(identity)[:10]}"
+            folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
                          "store": _ExampleStore(folder / "per_example.jsonl"),
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
@@ -167,6 +167,11 @@ def evaluate(
             (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
             records.append(record)
     return records
+
+
+def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sha256: str) -> Path:
+    """Where the run of one explainer on one task keeps its record: one folder per identity."""
+    return Path(output_dir) / task / f"{explainer}-{identity_sha256[:10]}"
 
 
 def _with_seed(name: str, params: Mapping[str, Any], seed: int):
@@ -223,6 +228,8 @@ def _record(run, task, model, training, metric_objects, examples, config) -> dic
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # what the record's folder name is keyed by: task, data, model checkpoint, components, seed, mode
+        "identity_sha256": sha256_json(run["identity"]),
         "environment": environment(),
         "config": config.recorded(),
         "task": {**run["identity"]["task"], "test_examples": len(task.test), "evaluated": len(examples),

@@ -44,3 +44,45 @@ def test_the_run_perturbation_mode_reaches_the_metrics(toy_env, tmp_path):
     assert params["necessity"]["mode"] == "mask"
     assert "mode" not in params["sparsity"]
     assert record["config"]["perturbation"] == "mask"
+
+
+def test_a_board_rerun_on_a_new_model_moves_the_old_records_aside_and_builds(toy_folders, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import yaml
+
+    from effbench.leaderboard import build_board, run_board
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    shutil.copy(toy_folders["tasks"] / "toy.csv", tasks / "toy.csv")
+    card = yaml.safe_load((toy_folders["tasks"] / "toy.yaml").read_text())
+    (tasks / "toy.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", str(tasks))
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "board.yaml").write_text(yaml.safe_dump({
+        "name": "board", "description": "Two explainers on the toy task.", "tasks": ["toy"],
+        "explainers": ["random", "raw_attention"], "metrics": ["necessity", "sparsity"], "main_metric": "necessity",
+        "limit": 8, "batch_size": 8, "seed": 0, "model_kind": "tiny", "perturbation": "remove",
+    }))
+
+    first = run_board(board, progress=False)
+    build_board(board)
+    first_folders = sorted(path.parent.name for path in (board / "records" / "toy").glob("*/record.json"))
+    assert len(first_folders) == 2
+
+    card["train_limit"] = 400  # the tiny model trains on fewer examples: another reference model
+    (tasks / "toy.yaml").write_text(yaml.safe_dump(card))
+    capsys.readouterr()
+    second = run_board(board, progress=True)
+    assert first[0]["model"]["training"]["checkpoint_sha256"] != second[0]["model"]["training"]["checkpoint_sha256"]
+    current = sorted(path.parent.name for path in (board / "records" / "toy").glob("*/record.json"))
+    assert len(current) == 2 and not set(current) & set(first_folders)
+    assert sorted(path.name for path in (board / "superseded" / "toy").iterdir()) == first_folders
+    assert "another task card or data, model checkpoint" in capsys.readouterr().err
+    result = build_board(board)
+    assert set(result.records["toy"]) == {"random", "raw_attention"}
+    assert {record.record["identity_sha256"][:10] for record in result.records["toy"].values()} == {
+        name.rsplit("-", 1)[1] for name in current}
