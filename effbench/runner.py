@@ -235,7 +235,9 @@ def _record(run, task, model, training, metric_objects, examples, config) -> dic
         "task": {**run["identity"]["task"], "test_examples": len(task.test), "evaluated": len(examples),
                  "example_ids_sha256": sha256_json([example.id for example in examples]),
                  "citation": task.card.citation},
-        "model": {"name": model.name, "training": training},
+        # the tokens the model saw: at most max_length, cut on the tokenizer's truncation side
+        "model": {"name": model.name, "max_length": model.max_length,
+                  "truncation_side": model.tokenizer.truncation_side, "training": training},
         "explainer": {**_component(explainer), "citation": explainer.citation},
         "metrics": [{**_component(metric), "family": metric.family, "direction": metric.direction,
                      "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],

@@ -22,6 +22,7 @@ def test_run_prints_a_table_and_writes_a_record(toy_env, tmp_path, capsys):
     assert record["explainer"] == {**record["explainer"], "name": "raw_attention"}
     assert record["explainer"]["params"]["layer"] == -1
     assert record["model"]["training"]["checkpoint_sha256"]
+    assert record["model"]["max_length"] == 32 and record["model"]["truncation_side"] == "right"
     assert record["task"]["data_hash"] and record["environment"]["torch"]
 
     rows = [json.loads(line) for line in (record_path.parent / "per_example.jsonl").read_text().splitlines()]
