@@ -40,7 +40,7 @@ class TaskCard:
     """One task card, validated. `card_file` and `card_hash` come from the file, not from YAML."""
 
     name: str
-    version: int
+    version: int  # bumped whenever the examples or what a model sees of them (max_length, truncation_side) change
     description: str
     license: str
     citation: str
