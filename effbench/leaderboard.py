@@ -7,8 +7,8 @@ A board is a folder `leaderboards/<board>/` holding `board.yaml` (what to run an
 paired bootstrap tests between neighbours, and writes README.md, results.csv, results.json,
 index.html and citations.bib into the board folder.
 
-    from effbench.leaderboard import build_board, resolve_board_dir
-    result = build_board(resolve_board_dir("quick"))
+    from effbench.leaderboard import board_workspace, build_board
+    result = build_board(board_workspace("quick"))   # ./leaderboards/quick, seeded from the packaged board
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import yaml
 
 import effbench
 from effbench.errors import CardError, EffbenchError
-from effbench.paths import REPO_ROOT
+from effbench.paths import PACKAGE_DIR, shipped_dir
 from effbench.recordio import read_per_example, read_record
-from effbench.records import sha256_json
+from effbench.records import json_safe, sha256_json
 
 BOARD_FILE = "board.yaml"
 RECORDS_DIR = "records"
@@ -68,30 +68,82 @@ class BoardSpec:
     model_kind: str
     perturbation: str
     folder: Path
+    # explainer name (as its records carry it) -> what the runner loads: the name, or "package.module:Class"
+    explainer_specs: dict[str, str] = field(default_factory=dict)
+    # task -> a classifier folder (relative to the board folder) or hub id, for tasks not on their reference model
+    models: dict[str, str] = field(default_factory=dict)
 
     def limit_for(self, task: str) -> int:
         return self.limits[task]
 
+    def model_for(self, task: str) -> str | None:
+        """The board's model of `task` as a folder path or hub id, or None for the task's reference model."""
+        given = self.models.get(task)
+        if given is None:
+            return None
+        local = (self.folder / given).expanduser()
+        return str(local) if local.exists() else given
+
 
 _BOARD_FIELDS = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit",
-                 "batch_size", "seed", "model_kind", "perturbation")
+                 "batch_size", "seed", "model_kind", "model", "perturbation")
 _BOARD_REQUIRED = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit")
 
 
-def resolve_board_dir(name_or_path: str | Path) -> Path:
-    """A board folder: a path to an existing folder, else leaderboards/<name> in the repository."""
+def board_workspace(name_or_path: str | Path, *, output: str | Path | None = None, progress: bool = True) -> Path:
+    """The board folder a `leaderboard` command reads and writes.
+
+    A path to a board folder is used in place (or copied to `output`). A name is a packaged board, a
+    read-only seed: the command works in `output`, else in ./leaderboards/<name>, and copies the seed's
+    spec and committed records there on first use. (In a clone, run from its root, that is the
+    repository's own board folder.) Nothing is ever written into the installed package.
+    """
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    folder = REPO_ROOT / "leaderboards" / str(name_or_path)
-    if folder.is_dir():
+    if (path / BOARD_FILE).is_file():
+        seed = path
+        target = Path(output).expanduser() if output is not None else path
+    elif path.exists():
+        raise EffbenchError(f"{path} is not a board folder: it has no {BOARD_FILE}")
+    else:
+        seed = _packaged_board(str(name_or_path))
+        target = Path(output).expanduser() if output is not None else Path("leaderboards") / seed.name
+    if target.resolve().is_relative_to(PACKAGE_DIR / "_shipped"):
+        raise EffbenchError(f"{target} is a board inside the installed effbench package, which is read-only; "
+                            "give --output DIR (or run from another folder) to work on a copy")
+    if (target / BOARD_FILE).is_file():
+        return target
+    if target.is_file():
+        raise EffbenchError(f"--output {target} is a file; give a folder for the board")
+    _seed_board(seed, target)
+    if progress:
+        print(f"board {seed.name}: copied its spec and {len(find_records(target))} committed records from {seed} "
+              f"into {target}", file=sys.stderr)
+    return target
+
+
+def _packaged_board(name: str) -> Path:
+    root = shipped_dir("leaderboards")
+    folder = root / name
+    if _NAME_RE.match(name) and (folder / BOARD_FILE).is_file():
         return folder
-    root = REPO_ROOT / "leaderboards"
     available = sorted(p.name for p in root.iterdir() if (p / BOARD_FILE).is_file()) if root.is_dir() else []
-    close = difflib.get_close_matches(str(name_or_path), available, n=3)
+    close = difflib.get_close_matches(name, available, n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise EffbenchError(f"unknown leaderboard {str(name_or_path)!r}.{hint} "
-                        f"Available: {', '.join(available) or '(none)'} (or a path to a board folder)")
+    raise EffbenchError(f"unknown leaderboard {name!r}.{hint} Available: {', '.join(available) or '(none)'} "
+                        "(or a path to a board folder)")
+
+
+def _seed_board(seed: Path, target: Path) -> None:
+    """Copy a board's spec and its committed records (not its report, not superseded/) into `target`."""
+    import shutil
+
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(seed / BOARD_FILE, target / BOARD_FILE)
+        if (seed / RECORDS_DIR).is_dir():
+            shutil.copytree(seed / RECORDS_DIR, target / RECORDS_DIR, dirs_exist_ok=True)
+    except OSError as error:
+        raise EffbenchError(f"cannot create the board folder {target}: {error.strerror or error}") from None
 
 
 def load_board(board_dir: str | Path) -> BoardSpec:
@@ -144,7 +196,15 @@ def load_board(board_dir: str | Path) -> BoardSpec:
         if task not in known_tasks:
             raise fail("tasks", _known_names_hint("task", task, known_tasks))
 
-    explainers = _components(data["explainers"], fail, "explainers", explainer_registry.names())
+    explainer_specs_given = _components(data["explainers"], fail, "explainers", explainer_registry.names())
+    # records carry an explainer's `name`; a "package.module:Class" entry is known by its class's name
+    explainers: dict[str, dict[str, Any]] = {}
+    explainer_specs: dict[str, str] = {}
+    for spec, params in explainer_specs_given.items():
+        explainer_name = explainer_registry.get(spec).name if ":" in spec else spec
+        if explainer_name in explainers:
+            raise fail("explainers", f"distinct explainers; {spec!r} is explainer {explainer_name!r} again")
+        explainers[explainer_name], explainer_specs[explainer_name] = params, spec
     metrics = _components(data["metrics"], fail, "metrics", metric_registry.names())
     main_metric = data["main_metric"]
     if main_metric not in metrics:
@@ -173,10 +233,21 @@ def load_board(board_dir: str | Path) -> BoardSpec:
     perturbation = data.get("perturbation", "remove")
     if perturbation not in PERTURBATION_MODES:
         raise fail("perturbation", f"one of {', '.join(PERTURBATION_MODES)}")
+    model = data.get("model")
+    if model is None:
+        models = {}
+    elif isinstance(model, str) and model.strip():
+        models = {task: model for task in tasks}
+    elif isinstance(model, dict) and set(model) <= set(tasks) and all(isinstance(v, str) and v.strip() for v in model.values()):
+        models = dict(model)
+    else:
+        raise fail("model", "a classifier folder (relative to the board folder) or hub id, or a mapping from some "
+                            f"of the board's tasks ({', '.join(tasks)}) to one; tasks without one use their reference model")
 
     return BoardSpec(name=name, description=description.strip(), tasks=tuple(tasks), explainers=explainers,
                      metrics=metrics, main_metric=main_metric, limits=limits, batch_size=batch_size, seed=seed,
-                     model_kind=model_kind, perturbation=perturbation, folder=folder)
+                     model_kind=model_kind, perturbation=perturbation, folder=folder, explainer_specs=explainer_specs,
+                     models=models)
 
 
 def _known_names_hint(kind: str, name: str, known: Sequence[str]) -> str:
@@ -305,7 +376,7 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
             ("task.version", lambda r: r.record["task"]["version"]),
             ("task.data_hash", lambda r: r.record["task"]["data_hash"]),
             ("task.example_ids_sha256", lambda r: r.record["task"]["example_ids_sha256"]),
-            ("model.training.checkpoint_sha256", lambda r: r.record["model"]["training"].get("checkpoint_sha256")),
+            ("model.checkpoint_sha256", lambda r: r.record["model"]["checkpoint_sha256"]),
             ("config.perturbation", lambda r: r.record["config"]["perturbation"]),
         ):
             compare(group, field_name, [(r, get(r)) for r in members])
@@ -345,9 +416,9 @@ def _board_conformance(board: BoardSpec, record: BoardRecord) -> list[str]:
     def differs(field_name: str, value: Any, wanted: Any) -> None:
         problems.append(f"{record.label}: {field_name} is {_show(value)} but board {board.name} sets {_show(wanted)}")
 
-    if record.record["model"]["training"].get("checkpoint_sha256") is None:
-        problems.append(f"{record.label}: model.training.checkpoint_sha256 is missing; a board ranks "
-                        "explanations of the task's reference model only")
+    if record.record["model"]["checkpoint_sha256"] is None:
+        problems.append(f"{record.label}: model.checkpoint_sha256 is missing; a board ranks explanations of "
+                        "models whose weights are known")
     if config["perturbation"] != board.perturbation:
         differs("config.perturbation", config["perturbation"], board.perturbation)
     if config["model_kind"] != board.model_kind:
@@ -645,10 +716,10 @@ def _task_provenance(board: BoardSpec, records: dict[str, dict[str, BoardRecord]
         if task not in records:
             continue
         first = next(iter(records[task].values())).record  # the fields below are equal across a task's records
-        training = first["model"]["training"]
+        training = first["model"]["training"] or {}
         provenance[task] = {
             "version": first["task"]["version"], "data_hash": first["task"]["data_hash"],
-            "model": first["model"]["name"], "checkpoint_sha256": training.get("checkpoint_sha256"),
+            "model": first["model"]["name"], "checkpoint_sha256": first["model"]["checkpoint_sha256"],
             "test_accuracy": training.get("test_accuracy"), "evaluated": first["task"]["evaluated"],
             "test_examples": first["task"]["test_examples"],
             "example_ids_sha256": first["task"]["example_ids_sha256"],
@@ -825,20 +896,9 @@ def render_readme(result: BuildResult) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as null, so that results.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def results_document(result: BuildResult) -> dict:
     board = result.board
-    return _json_safe({
+    return json_safe({
         "board": {"name": board.name, "description": board.description, "tasks": list(board.tasks),
                   "explainers": board.explainers, "metrics": board.metrics, "main_metric": board.main_metric,
                   "limit": board.limits, "batch_size": board.batch_size, "seed": board.seed,
@@ -864,7 +924,7 @@ def render_csv(result: BuildResult) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for standing in result.standings:
-        row = _json_safe(asdict(standing))
+        row = json_safe(asdict(standing))
         row["explainer_params"] = _show(row["explainer_params"])
         row["metric_params"] = _show(row["metric_params"])
         writer.writerow({key: "" if row[key] is None else row[key] for key in CSV_COLUMNS})
@@ -905,10 +965,11 @@ def format_summary(result: BuildResult) -> str:
 
 
 def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, device: str = "cpu",
-              dtype: str = "float32", progress: bool = True) -> list[dict]:
+              dtype: str = "float32", model: str | None = None, progress: bool = True) -> list[dict]:
     """Run the board's explainers and metrics with its settings, writing records into its records/ folder.
 
-    Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the board sets one.
+    Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the
+    board sets one. `model` (a folder or hub id) replaces the board's model of every task run.
     """
     from effbench.runner import RunConfig, evaluate
 
@@ -922,8 +983,10 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
     for task in chosen:
         config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
                            dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
-                           perturbation=board.perturbation)
-        written = evaluate([task], board.explainers, board.metrics, config, progress=progress)
+                           perturbation=board.perturbation, model=model or board.model_for(task),
+                           record_local_paths=False)
+        explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
+        written = evaluate([task], explainers, board.metrics, config, progress=progress)
         for old_folder, new_folder, reason in retire_superseded(board_dir, task, written):
             if progress:
                 print(f"{board.name}: {old_folder.relative_to(board_dir)} is out of date ({reason}): moved to "
@@ -968,7 +1031,7 @@ def retire_superseded(board_dir: Path, task: str, written: Sequence[dict]) -> li
 def _what_changed(old: dict, new: dict) -> str:
     checks = (
         ("task card or data", lambda r: (r["task"]["version"], r["task"]["card_hash"], r["task"]["data_hash"])),
-        ("model checkpoint", lambda r: r["model"]["training"].get("checkpoint_sha256")),
+        ("model checkpoint", lambda r: r["model"]["checkpoint_sha256"]),
         ("explainer version or parameters", lambda r: (r["explainer"]["version"], r["explainer"]["params"])),
         ("metric versions or parameters", lambda r: [(m["name"], m["version"], m["params"]) for m in r["metrics"]]),
         ("seed, perturbation or dtype", lambda r: (r["config"]["seed"], r["config"]["perturbation"], r["config"]["dtype"])),

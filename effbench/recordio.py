@@ -63,6 +63,10 @@ def _mapping(value: Any) -> str | None:
     return None if isinstance(value, dict) else "a mapping"
 
 
+def _optional_mapping(value: Any) -> str | None:
+    return None if value is None or isinstance(value, dict) else "a mapping or null"
+
+
 def _direction(value: Any) -> str | None:
     return None if value in ("higher", "lower") else "'higher' or 'lower'"
 
@@ -88,7 +92,7 @@ _TASK = {
     "test_examples": _non_negative_int, "evaluated": _positive_int, "example_ids_sha256": _string,
     "citation": _optional_string,
 }
-_MODEL = {"name": _string, "training": _mapping}
+_MODEL = {"name": _string, "checkpoint_sha256": _optional_string, "training": _optional_mapping}
 _EXPLAINER = {"name": _string, "version": _positive_int, "params": _mapping, "citation": _optional_string}
 _METRIC = {
     "name": _string, "version": _positive_int, "params": _mapping, "family": _string, "direction": _direction,

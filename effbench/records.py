@@ -8,7 +8,7 @@ import platform
 import subprocess
 from typing import Any
 
-from effbench.paths import REPO_ROOT
+from effbench.paths import PACKAGE_DIR, REPO_ROOT, is_clone
 
 
 def sha256_json(value: Any) -> str:
@@ -17,8 +17,24 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null, so that what effbench writes as JSON is strict JSON."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def git_state() -> dict[str, Any]:
-    """The code's git SHA and whether the work tree has uncommitted changes (None outside a checkout)."""
+    """The code's git SHA and whether the work tree has uncommitted changes (None for an installed package)."""
+    if not is_clone():  # an installed copy: a git repository around the environment is not its source
+        return {"git_sha": None, "git_dirty": None}
+
     def git(*args: str) -> str | None:
         try:
             result = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -29,6 +45,15 @@ def git_state() -> dict[str, Any]:
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
+
+
+def code_sha256() -> str:
+    """sha256 over effbench's own source files (the folder hash of effbench/tasks/sources.py), installed or not."""
+    from effbench.tasks.sources import files_sha256
+
+    files = {path.relative_to(PACKAGE_DIR).as_posix(): path.read_bytes()
+             for path in sorted(PACKAGE_DIR.rglob("*.py")) if "_shipped" not in path.parts}
+    return files_sha256(files, single=False)
 
 
 def environment() -> dict[str, Any]:
@@ -44,5 +69,6 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "platform": platform.platform(),
+        "code_sha256": code_sha256(),
         **git_state(),
     }

@@ -32,6 +32,9 @@ class RunConfig:
     output_dir: Path = field(default=Path("runs"))
     model_kind: str = "minilm"
     perturbation: str = "remove"
+    model: str | None = None  # a classifier folder or hub id instead of the task's reference model
+    # False on boards, whose records are committed: no path of this machine enters them
+    record_local_paths: bool = True
 
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
@@ -43,7 +46,9 @@ class RunConfig:
 
     def recorded(self) -> dict[str, Any]:
         values = asdict(self)
-        values["output_dir"] = str(self.output_dir)
+        values["output_dir"] = str(self.output_dir) if self.record_local_paths else None
+        if not self.record_local_paths and self.model is not None and Path(self.model).expanduser().exists():
+            values["model"] = None
         return values
 
 
@@ -96,15 +101,16 @@ def evaluate(
     progress: bool = True,
     model=None,
 ) -> list[dict]:
-    """Run every explainer and metric on every task's reference model; return the run records.
+    """Run every explainer and metric on every task's model; return the run records.
 
-    `explainers` and `metrics` are names, or names mapped to parameters. `model` (an adapter)
-    replaces the task's reference model, e.g. a user's own classifier.
+    `explainers` and `metrics` are names, or names mapped to parameters. The model is the task's
+    reference model, or `model` (a classifier folder or hub id; or an adapter from `load_model`),
+    which overrides `config.model`.
     """
     from tqdm.auto import tqdm
 
     from effbench.metrics.perturbation import PerturbationEngine
-    from effbench.models.reference import load_reference_model
+    from effbench.models.loading import load_model
     from effbench.tasks import load_task
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
@@ -116,18 +122,21 @@ def evaluate(
     records = []
     for task_name in tasks:
         task = load_task(task_name)
-        if model is None:
-            task_model, training = load_reference_model(task, config.model_kind, device=config.device,
-                                                        dtype=config.dtype, progress=progress)
+        if model is None or isinstance(model, str):
+            task_model = load_model(task, model or config.model, model_kind=config.model_kind, device=config.device,
+                                    dtype=config.dtype, progress=progress)
         else:
-            task_model, training = model, {"checkpoint_sha256": None, "note": "model supplied by the caller"}
+            task_model = model
+        if task_model.provenance is None:
+            raise EffbenchError("the model has no provenance (which weights it holds): load it with "
+                                "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
         examples = list(task.test[: config.limit] if config.limit else task.test)
         runs = []
         for explainer in explainer_objects:
             identity = {
                 "task": {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
                          "data_hash": task.data_hash},
-                "model": {"name": task_model.name, "checkpoint_sha256": training.get("checkpoint_sha256")},
+                "model": task_model.provenance.identity,
                 "explainer": _component(explainer),
                 "metrics": [_component(metric) for metric in metric_objects],
                 "perturbation": config.perturbation, "seed": config.seed, "dtype": config.dtype,
@@ -163,7 +172,7 @@ def evaluate(
         bar.close()
 
         for run in runs:
-            record = _record(run, task, task_model, training, metric_objects, examples, config)
+            record = _record(run, task, task_model, metric_objects, examples, config)
             (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
             records.append(record)
     return records
@@ -215,7 +224,7 @@ def _metric_entry(result, row: int) -> dict:
     return entry
 
 
-def _record(run, task, model, training, metric_objects, examples, config) -> dict:
+def _record(run, task, model, metric_objects, examples, config) -> dict:
     from effbench.stats import bootstrap_mean
 
     explainer = run["explainer"]
@@ -236,8 +245,8 @@ def _record(run, task, model, training, metric_objects, examples, config) -> dic
                  "example_ids_sha256": sha256_json([example.id for example in examples]),
                  "citation": task.card.citation},
         # the tokens the model saw: at most max_length, cut on the tokenizer's truncation side
-        "model": {"name": model.name, "max_length": model.max_length,
-                  "truncation_side": model.tokenizer.truncation_side, "training": training},
+        "model": {**model.provenance.recorded(keep_local_path=config.record_local_paths),
+                  "max_length": model.max_length, "truncation_side": model.tokenizer.truncation_side},
         "explainer": {**_component(explainer), "citation": explainer.citation},
         "metrics": [{**_component(metric), "family": metric.family, "direction": metric.direction,
                      "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],
@@ -248,15 +257,14 @@ def _record(run, task, model, training, metric_objects, examples, config) -> dic
     }
 
 
-def format_results(records: list[dict]) -> str:
-    """One row per (task, explainer, metric): mean, 95% interval, n, direction."""
-    from tabulate import tabulate
-
+def results_rows(records: list[dict]) -> list[dict]:
+    """One row per (task, explainer, metric): mean, 95% interval, n, flagged, which direction is better."""
     rows = []
     for record in records:
         for metric in record["metrics"]:
             result = record["results"][metric["name"]]
-            rows.append([record["task"]["name"], record["explainer"]["name"], metric["name"],
-                         "higher" if metric["direction"] == "higher" else "lower",
-                         f"{result['mean']:.4f}", f"[{result['low']:.4f}, {result['high']:.4f}]", result["n"]])
-    return tabulate(rows, headers=["task", "explainer", "metric", "better", "mean", "95% CI", "n"], tablefmt="github")
+            rows.append({"task": record["task"]["name"], "explainer": record["explainer"]["name"],
+                         "metric": metric["name"], "better": metric["direction"], "mean": round(result["mean"], 4),
+                         "95% CI": f"[{result['low']:.4f}, {result['high']:.4f}]", "n": result["n"],
+                         "flagged": result["flagged"]})
+    return rows

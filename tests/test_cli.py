@@ -27,7 +27,7 @@ def test_unknown_explainer_and_metric_suggest(capsys, toy_env):
 
 def test_bad_perturbation_mode_names_the_allowed_ones(capsys, toy_env):
     code, _, err = run_cli(capsys, "run", "--task", "toy", "--perturbation", "blur")
-    assert code == 2 and "remove, mask" in err
+    assert code == 2 and "'remove', 'mask'" in err and "--perturbation" in err
 
 
 def test_tasks_lists_rows_classes_splits_and_license(capsys, toy_env):

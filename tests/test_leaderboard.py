@@ -91,7 +91,8 @@ def make_record(task: str, explainer: str, values: dict[str, list[float]], *, id
         "task": {"name": task, "version": 1, "card_hash": "a" * 64, "data_hash": DATA_HASH, "test_examples": 100,
                  "evaluated": len(ids), "example_ids_sha256": sha256_json(ids),
                  "citation": f"@misc{{{task}-data,\n  title = {{The {task} data}}\n}}"},
-        "model": {"name": "minilm-ft", "training": {"checkpoint_sha256": CHECKPOINT, "test_accuracy": 0.875}},
+        "model": {"name": "minilm-ft", "checkpoint_sha256": CHECKPOINT,
+                  "training": {"checkpoint_sha256": CHECKPOINT, "test_accuracy": 0.875}},
         "explainer": {"name": explainer, "version": 1, "params": {"seed": 0} if explainer == "random" else {},
                       "citation": f"@inproceedings{{{explainer}2020,\n  title = {{{explainer}}}\n}}"},
         "metrics": [{"name": name, "version": 1, **METRIC_META[name]} for name in values],
@@ -281,7 +282,7 @@ def test_records_with_different_metric_versions_are_refused_naming_both(tmp_path
 
 
 @pytest.mark.parametrize("dotted, value, expected", [
-    ("model.training.checkpoint_sha256", "f" * 64, r"model\.training\.checkpoint_sha256 is \"f+\" in records/mr-sentences/random-\S+ but \"c+\" in records/mr-sentences/saliency-"),
+    ("model.checkpoint_sha256", "f" * 64, r"model\.checkpoint_sha256 is \"f+\" in records/mr-sentences/random-\S+ but \"c+\" in records/mr-sentences/saliency-"),
     ("task.example_ids_sha256", None, r"task\.example_ids_sha256"),
     ("metrics.necessity.params", {"mode": "remove", "bins": [0.1]}, r"metrics\[necessity\]\.params is"),
 ])

