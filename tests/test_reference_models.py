@@ -73,7 +73,7 @@ def test_missing_cached_model_without_training_says_how_to_train(toy_env, tmp_pa
     from effbench.tasks import load_task
 
     monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(EffbenchError, match="effbench train --task toy --kind tiny"):
+    with pytest.raises(EffbenchError, match="effbench train --task toy --model-kind tiny"):
         load_reference_model(load_task("toy"), "tiny", train_if_missing=False)
 
 

@@ -48,8 +48,9 @@ class ModelProvenance:
     def recorded(self, *, keep_local_path: bool = True) -> dict[str, Any]:
         values = asdict(self)
         values["weight_files"] = list(self.weight_files)
-        if not keep_local_path and self.hub_revision is None:
-            values["source"] = None  # a local path is provenance of this machine only
+        if not keep_local_path and self.hub_revision is None and self.training is None:
+            # a local path is provenance of this machine only: keep the folder's name
+            values["source"], values["name"] = None, Path(self.name).name
         return values
 
 

@@ -93,7 +93,7 @@ def load_reference_model(task: TaskData, kind: str = "minilm", *, seed: int = 0,
     folder = checkpoint_dir(task, config)
     if not (folder / "training.json").exists():
         if not train_if_missing:
-            raise EffbenchError(f"no cached {kind} model for task {task.card.name!r}; run: effbench train --task {task.card.name} --kind {kind}")
+            raise EffbenchError(f"no cached {kind} model for task {task.card.name!r}; run: effbench train --task {task.card.name} --model-kind {kind}")
         train_reference_model(task, config, progress=progress)
     record = verify_checkpoint(folder)
     adapter = ClassifierAdapter.load(folder, max_length=config.max_length, device=device, dtype=dtype)
