@@ -73,6 +73,9 @@ class TaskCard:
     test_fraction: float = 0.2
     train_limit: int | None = None
     truncation_side: str = "right"
+    # true: the reference model trains with a cross-entropy weighted by inverse class frequency of its
+    # training examples, for a task where an unweighted loss learns to answer only the majority class
+    class_balanced: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -237,6 +240,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "train_limit": (_optional(_int(1)), None),
     "learning_rate": (_positive_float, _REQUIRED),
     "train_batch_size": (_int(1), _REQUIRED),
+    "class_balanced": (_bool, False),
 }
 _ARCHIVE_FIELDS = ("package", "path", "sha256")  # required for pypi-sdist, pypi-wheel, npm
 _DATASETS_FIELDS = ("dataset", "text_field", "label_field")  # required for datasets
