@@ -121,7 +121,7 @@ def cmd_metrics(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from effbench.models.reference import load_reference_model
+    from effbench.models.reference import degeneracy_on_test_split, degenerate_warning, load_reference_model
     from effbench.tasks import load_task
 
     kind = args.model_kind
@@ -134,6 +134,15 @@ def cmd_train(args) -> None:
         _, record = load_reference_model(task, kind, seed=args.seed, device=args.device, **overrides)
         print(f"{name} ({kind}): test accuracy {record['test_accuracy']:.3f} on {record['test_examples']} "
               f"examples, trained in {record['train_seconds']:.0f} s on {record['train_examples']} examples")
+        check = degeneracy_on_test_split(record, [example.label for example in task.test])
+        # a training.json written before effbench recorded macro-F1 and recall lacks them
+        macro_f1 = f"{record['macro_f1']:.3f}" if "macro_f1" in record else "unknown"
+        recalls = ", ".join(f"{label} {recall:.3f}" for label, recall in record.get("per_class_recall", {}).items())
+        print(f"  majority-class rate {check['majority_rate']:.3f}, macro-F1 {macro_f1}, "
+              f"recall per class: {recalls or 'unknown'}")
+        warning = degenerate_warning(name, check["test_accuracy"], check["majority_rate"], check["measured_on"])
+        if warning:
+            print(f"effbench: WARNING: {warning}", file=sys.stderr)
 
 
 def _run_config(args, **extra):

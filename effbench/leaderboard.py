@@ -717,14 +717,29 @@ def _task_provenance(board: BoardSpec, records: dict[str, dict[str, BoardRecord]
             continue
         first = next(iter(records[task].values())).record  # the fields below are equal across a task's records
         training = first["model"]["training"] or {}
+        # records written before effbench checked for a degenerate model lack the block: not known (None)
+        degenerate = next((r.record["model"]["degenerate"] for r in records[task].values()
+                           if "degenerate" in r.record["model"]), None)
         provenance[task] = {
             "version": first["task"]["version"], "data_hash": first["task"]["data_hash"],
             "model": first["model"]["name"], "checkpoint_sha256": first["model"]["checkpoint_sha256"],
             "test_accuracy": training.get("test_accuracy"), "evaluated": first["task"]["evaluated"],
             "test_examples": first["task"]["test_examples"],
             "example_ids_sha256": first["task"]["example_ids_sha256"],
+            "degenerate": degenerate,
         }
     return provenance
+
+
+def degenerate_banner(task: str, provenance: dict) -> str | None:
+    """The warning at the top of a task's section when its model is degenerate; None when not, or not known."""
+    from effbench.models.reference import degenerate_warning
+
+    block = provenance.get("degenerate")
+    if not block:
+        return None
+    warning = degenerate_warning(task, block["test_accuracy"], block["majority_rate"], block["measured_on"])
+    return f"⚠ Warning: {warning}." if warning else None
 
 
 # ---- citations -------------------------------------------------------------------------------------
@@ -877,8 +892,11 @@ def render_readme(result: BuildResult) -> str:
         if task not in result.records:
             continue
         p = result.task_provenance[task]
-        lines += [f"## Task: {task}", "",
-                  f"Task version {p['version']}, data sha256 `{p['data_hash']}`; model {p['model']}, checkpoint "
+        lines += [f"## Task: {task}", ""]
+        banner = degenerate_banner(task, p)
+        if banner:
+            lines += [f"> {banner}", ""]
+        lines += [f"Task version {p['version']}, data sha256 `{p['data_hash']}`; model {p['model']}, checkpoint "
                   f"sha256 `{p['checkpoint_sha256']}`, test accuracy {format_number(p['test_accuracy'])}; "
                   f"{p['evaluated']} of {p['test_examples']} test examples evaluated.", "",
                   table(*task_table_rows(result, task)), ""]

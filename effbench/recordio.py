@@ -93,6 +93,8 @@ _TASK = {
     "citation": _optional_string,
 }
 _MODEL = {"name": _string, "checkpoint_sha256": _optional_string, "training": _optional_mapping}
+# model.degenerate: optional, records written before it existed lack it
+_DEGENERATE = {"degenerate": _optional_bool, "test_accuracy": _number, "majority_rate": _number, "measured_on": _string}
 _EXPLAINER = {"name": _string, "version": _positive_int, "params": _mapping, "citation": _optional_string}
 _METRIC = {
     "name": _string, "version": _positive_int, "params": _mapping, "family": _string, "direction": _direction,
@@ -143,6 +145,8 @@ def read_record(path: str | Path) -> dict:
         raise fail("schema_version", f"is {record['schema_version']!r}; this effbench reads schema versions "
                                      f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))} (a newer effbench may read it)")
     _check_mapping(record, _RECORD, "", fail)
+    if "degenerate" in record["model"]:
+        _check_mapping(record["model"]["degenerate"], _DEGENERATE, "model.degenerate", fail)
 
     metrics = record["metrics"]
     if not isinstance(metrics, list) or not metrics:

