@@ -176,10 +176,8 @@ def load_board(board_dir: str | Path) -> BoardSpec:
         if key not in data:
             raise CardError(f"{board_file}: missing required field {key!r}")
 
-    name = data["name"]
-    if not isinstance(name, str) or name != folder.resolve().name:
-        raise fail("name", f"the board folder's name, {folder.resolve().name!r}")
-    if not _NAME_RE.match(name):
+    name = data["name"]  # a board's copy (--output) may lie in a folder of another name
+    if not isinstance(name, str) or not _NAME_RE.match(name):
         raise fail("name", "lower-case letters, digits, '.', '_' or '-'")
     description = data["description"]
     if not isinstance(description, str) or not description.strip():

@@ -236,7 +236,7 @@ def test_the_shipped_boards_are_valid():
     ({"limit": {"mr-sentences": 10}}, r"field 'limit' .* a mapping from each board task \(mr-sentences, tweets\)"),
     ({"limit": 0}, r"field 'limit' \(got 0\) must be a positive integer"),
     ({"seed": -1}, r"field 'seed' \(got -1\) must be a non-negative integer"),
-    ({"name": "other"}, r"field 'name' \(got 'other'\) must be the board folder's name, 'demo'"),
+    ({"name": "Other/board"}, r"field 'name' \(got 'Other/board'\) must be lower-case letters, digits"),
 ])
 def test_a_bad_board_spec_names_the_field_and_what_is_allowed(tmp_path, overrides, expected):
     board = write_board(tmp_path)

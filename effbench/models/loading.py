@@ -141,9 +141,14 @@ def _class_order(config, task: TaskData, shown: str) -> list[int] | None:
     return None
 
 
-def load_model(task: TaskData, model: str | None = None, *, model_kind: str = "minilm", device: str = "cpu",
+def load_model(task: TaskData | str, model: str | None = None, *, model_kind: str = "minilm", device: str = "cpu",
                dtype: str = "float32", progress: bool = True) -> ClassifierAdapter:
-    """The model a run on `task` explains: `model` (a folder or hub id) if given, else the task's reference model."""
+    """The model a run on `task` (a TaskData or a task name) explains: `model` (a folder or hub id) if given,
+    else the task's reference model of `model_kind`, trained first if it is not cached."""
+    if isinstance(task, str):
+        from effbench.tasks import load_task
+
+        task = load_task(task)
     if model is not None:
         return load_own_model(model, task, device=device, dtype=dtype)
     from effbench.models.reference import load_reference_model
