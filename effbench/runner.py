@@ -232,9 +232,10 @@ def _record(run, task, model, training, metric_objects, examples, config) -> dic
         "identity_sha256": sha256_json(run["identity"]),
         "environment": environment(),
         "config": config.recorded(),
+        # labels, the class names in class order, stay out of the identity, whose hash names the record's folder
         "task": {**run["identity"]["task"], "test_examples": len(task.test), "evaluated": len(examples),
                  "example_ids_sha256": sha256_json([example.id for example in examples]),
-                 "citation": task.card.citation},
+                 "citation": task.card.citation, "labels": list(task.label_names)},
         # the tokens the model saw: at most max_length, cut on the tokenizer's truncation side
         "model": {"name": model.name, "max_length": model.max_length,
                   "truncation_side": model.tokenizer.truncation_side, "training": training},

@@ -36,3 +36,16 @@ def test_tasks_lists_rows_classes_splits_and_license(capsys, toy_env):
     header, _, row = out.strip().splitlines()[:3]
     assert "rows" in header and "license" in header
     assert "toy" in row and "1600" in row and "CC0-1.0" in row
+
+
+def test_tasks_lists_a_broken_card_beside_the_good_ones(capsys, toy_env, tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "broken.yaml").write_text("name: broken\nsource: [unclosed\n")
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", os.pathsep.join([str(toy_env["tasks"]), str(tmp_path)]))
+    code, out, _ = run_cli(capsys, "tasks", "toy", "broken")
+    assert code == 0
+    header, _, good, broken = out.strip().splitlines()
+    assert "status" in header
+    assert good.startswith("| toy ") and "1600" in good and "| ok " in good
+    assert broken.startswith("| broken ") and "broken: " in broken and "not valid UTF-8 YAML" in broken
