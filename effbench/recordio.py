@@ -162,6 +162,9 @@ def read_record(path: str | Path) -> dict:
             raise fail(f"results.{name}", "is missing (every metric in 'metrics' needs a result)")
         _check_mapping(record["results"][name], _RESULT, f"results.{name}", fail)
     task = record["task"]
+    labels = task.get("labels")  # class names; records written before runs recorded them have none
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(name, str) for name in labels)):
+        raise fail("task.labels", f"must be a list of class names (strings), got {labels!r}")
     if task["evaluated"] > task["test_examples"]:
         raise fail("task.evaluated", f"({task['evaluated']}) exceeds task.test_examples ({task['test_examples']})")
     return record

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from effbench.errors import EffbenchError
 from effbench.leaderboard import (
     ARROWS,
     degenerate_banner,
@@ -271,6 +272,31 @@ def _heatmap_row(tokens: Sequence[str], scores: Sequence[float | None]) -> str:
     return "".join(spans)
 
 
+def class_names(record: dict) -> list[str] | None:
+    """A run record's class names in class order, or None when it cannot tell.
+
+    Records carry them in task.labels; for older ones, the task card of that name is read, if it is the
+    very card the record was made with (same card_hash).
+    """
+    labels = record["task"].get("labels")
+    if labels is not None:
+        return labels
+    from effbench.tasks.card import get_card, task_names
+
+    name = record["task"]["name"]
+    try:
+        card = get_card(name) if name in task_names() else None
+    except EffbenchError:
+        return None
+    return list(card.labels) if card is not None and card.card_hash == record["task"]["card_hash"] else None
+
+
+def class_text(value: object, names: Sequence[str] | None) -> str:
+    """A class number as its name where the names are known, else as the number."""
+    known = names is not None and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names)
+    return names[value] if known else str(value)
+
+
 def _heatmap_section(result: BuildResult) -> list[str]:
     """Token heat maps for a few examples of the first task whose rows carry tokens and scores."""
     for task in result.board.tasks:
@@ -286,10 +312,11 @@ def _heatmap_section(result: BuildResult) -> list[str]:
                  '<p class="note">Each explainer\'s scores, divided by their largest absolute value within the '
                  "example (for display only; metrics never normalise): red positive, blue negative. "
                  "Hover a token for its raw score.</p>"]
+        names = class_names(result.records[task][with_tokens[0]].record)
         for example in chosen:
             example_id = example["example_id"]
-            parts.append(f'<h3>example {esc(example_id)} (label {esc(example.get("label"))}, '
-                         f'model predicts {esc(example.get("target"))})</h3>')
+            parts.append(f'<h3>example {esc(example_id)} (label {esc(class_text(example.get("label"), names))}, '
+                         f'model predicts {esc(class_text(example.get("target"), names))})</h3>')
             table_rows = []
             for explainer in with_tokens:
                 row = rows_by_explainer[explainer].get(example_id)

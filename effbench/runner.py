@@ -268,9 +268,10 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
         "identity_sha256": sha256_json(run["identity"]),
         "environment": environment(),
         "config": config.recorded(),
+        # labels, the class names in class order, stay out of the identity, whose hash names the record's folder
         "task": {**run["identity"]["task"], "test_examples": len(task.test), "evaluated": len(examples),
                  "example_ids_sha256": sha256_json([example.id for example in examples]),
-                 "citation": task.card.citation},
+                 "citation": task.card.citation, "labels": list(task.label_names)},
         # the tokens the model saw: at most max_length, cut on the tokenizer's truncation side
         # degenerate: whether the model is hardly more accurate than always answering the majority class
         "model": {**model.provenance.recorded(keep_local_path=config.record_local_paths),

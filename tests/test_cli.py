@@ -117,3 +117,16 @@ def test_run_json_is_one_document(capsys, toy_env, tmp_path):
                              "--output", str(tmp_path))
     [record] = json.loads(out)
     assert code == 0 and record["explainer"]["name"] == "random" and "run records written under" in err
+
+
+def test_tasks_lists_a_broken_card_beside_the_good_ones(capsys, toy_env, tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "broken.yaml").write_text("name: broken\nsource: [unclosed\n")
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", os.pathsep.join([str(toy_env["tasks"]), str(tmp_path)]))
+    code, out, _ = run_cli(capsys, "tasks", "toy", "broken")
+    assert code == 0
+    header, _, good, broken = out.strip().splitlines()
+    assert "status" in header
+    assert good.startswith("| toy ") and "1600" in good and "| ok " in good
+    assert broken.startswith("| broken ") and "broken: " in broken and "not valid UTF-8 YAML" in broken

@@ -47,6 +47,28 @@ def test_the_run_perturbation_mode_reaches_the_metrics(toy_env, tmp_path):
     assert record["config"]["perturbation"] == "mask"
 
 
+def test_the_record_carries_the_class_names_outside_its_identity(toy_env, tmp_path):
+    import effbench
+    from effbench.records import sha256_json
+
+    config = effbench.RunConfig(limit=4, model_kind="tiny", output_dir=tmp_path)
+    [record] = effbench.evaluate(["toy"], ["random"], ["sparsity"], config, progress=False)
+    assert record["task"]["labels"] == ["negative", "positive"]
+    # the identity (and so the record's folder name) is what it was before records carried labels
+    task = record["task"]
+    identity = {
+        "task": {key: task[key] for key in ("name", "version", "card_hash", "data_hash")},
+        "model": {"name": record["model"]["name"],
+                  "checkpoint_sha256": record["model"]["training"]["checkpoint_sha256"]},
+        "explainer": {key: record["explainer"][key] for key in ("name", "version", "params")},
+        "metrics": [{key: metric[key] for key in ("name", "version", "params")} for metric in record["metrics"]],
+        "perturbation": "remove", "seed": 0, "dtype": "float32",
+    }
+    assert record["identity_sha256"] == sha256_json(identity)
+    [folder] = (tmp_path / "toy").glob("random-*")
+    assert folder.name == f"random-{sha256_json(identity)[:10]}"
+
+
 def test_a_board_rerun_on_a_new_model_moves_the_old_records_aside_and_builds(toy_folders, tmp_path, monkeypatch, capsys):
     import shutil
 

@@ -134,3 +134,39 @@ def test_a_board_whose_rows_have_no_tokens_says_so(tmp_path):
     write_record(board, record, rows)
     build_board(board)
     assert "No token heat maps: no record carries per-example tokens and scores." in (board / "index.html").read_text()
+
+
+def heat_map_headings(tmp_path: Path, **changes) -> list[str]:
+    """The per-example headings of a one-record board on mr-sentences whose rows have labels 0, 1, 0, ..."""
+    board = write_board(tmp_path, tasks=["mr-sentences"], explainers=["saliency"], metrics=["necessity"])
+    write_record(board, *make_record("mr-sentences", "saliency", {"necessity": synthetic_values(0, 0.3)}, **changes))
+    build_board(board)
+    return re.findall(r"<h3>example (.*?)</h3>", (board / "index.html").read_text())
+
+
+def test_heat_maps_name_the_classes_the_record_carries(tmp_path):
+    headings = heat_map_headings(tmp_path, **{"task.labels": ["<neg>", "pos"]})
+    assert headings == ["row-0 (label &lt;neg&gt;, model predicts &lt;neg&gt;)",
+                        "row-1 (label pos, model predicts pos)",
+                        "row-2 (label &lt;neg&gt;, model predicts &lt;neg&gt;)"]
+
+
+def test_heat_maps_of_older_records_name_the_classes_of_their_own_task_card(tmp_path):
+    from effbench.tasks import get_card
+
+    headings = heat_map_headings(tmp_path, **{"task.card_hash": get_card("mr-sentences").card_hash})
+    assert headings[:2] == ["row-0 (label negative, model predicts negative)",
+                            "row-1 (label positive, model predicts positive)"]
+
+
+def test_heat_maps_show_class_numbers_when_the_names_are_unknown(tmp_path):
+    # no labels in the record, and its card_hash is not that of the mr-sentences card here
+    headings = heat_map_headings(tmp_path)
+    assert headings[:2] == ["row-0 (label 0, model predicts 0)", "row-1 (label 1, model predicts 1)"]
+
+
+def test_a_record_whose_labels_are_not_names_is_refused(tmp_path):
+    from effbench.recordio import RecordError
+
+    with pytest.raises(RecordError, match=r"key 'task.labels' must be a list of class names"):
+        heat_map_headings(tmp_path, **{"task.labels": "negative,positive"})

@@ -179,6 +179,142 @@ def test_limited_train_takes_the_first_examples_in_hash_order(tmp_path, cache):
     assert data.limited_train() == data.train[:5] and len(data.train) > 5
 
 
+# --- the task listing ---
+
+
+def test_the_listing_shows_broken_cards_beside_the_good_ones(tmp_path, cache, monkeypatch):
+    from effbench.tasks import card as card_module
+
+    monkeypatch.setattr(card_module, "shipped_dir", lambda folder: tmp_path / "no-shipped-tasks")  # list only the cards below
+    write_csv(tmp_path / "toy.csv", toy_rows(40))
+    write_card(tmp_path, base_card("good"))
+    (tmp_path / "bad-yaml.yaml").write_text("name: bad-yaml\nlabels: [negative, positive\n")
+    write_card(tmp_path, base_card("bad-field", test_fraction=2))
+    write_card(tmp_path, base_card("bad-data", text_field="sentence"))
+    monkeypatch.setenv("EFFBENCH_TASK_DIRS", str(tmp_path))
+
+    rows = describe_tasks()
+    assert [row["task"] for row in rows] == ["bad-data", "bad-field", "bad-yaml", "good"]
+    assert all(list(row) == list(rows[0]) for row in rows)
+    status = {row["task"]: row["status"] for row in rows}
+    assert status["good"] == "ok"
+    assert status["bad-yaml"].startswith("broken: ") and "not valid UTF-8 YAML" in status["bad-yaml"]
+    assert "'test_fraction'" in status["bad-field"] and "strictly between 0 and 1" in status["bad-field"]
+    assert "has no column 'sentence'" in status["bad-data"]
+    assert all("\n" not in text for text in status.values())
+    good = next(row for row in rows if row["task"] == "good")
+    assert good["rows"] == 40 and good["classes"] == 2 and good["train"] + good["test"] == 40
+    broken = next(row for row in rows if row["task"] == "bad-data")
+    assert {key: value for key, value in broken.items() if key not in ("task", "status")} == dict.fromkeys(
+        ["rows", "classes", "train", "test", "max_length", "license"])
+
+    # named explicitly, or by path, a broken card is listed as broken too; an unknown name still raises
+    (row,) = describe_tasks(["bad-field"])
+    assert row["task"] == "bad-field" and row["status"].startswith("broken: ")
+    (row,) = describe_tasks([str(tmp_path / "bad-yaml.yaml")])
+    assert row["task"] == "bad-yaml" and row["status"].startswith("broken: ")
+    with pytest.raises(UnknownNameError, match="Did you mean 'good'"):
+        describe_tasks(["goood"])
+
+
+def test_a_failure_outside_effbench_errors_is_listed_with_its_kind(tmp_path, cache, monkeypatch):
+    write_csv(tmp_path / "toy.csv", toy_rows(8))
+    card_file = write_card(tmp_path, base_card())
+
+    def fails(card):
+        raise KeyError("group")
+
+    monkeypatch.setattr(loading, "read_datasets", fails)
+    (row,) = describe_tasks([str(card_file)])
+    assert row["status"] == "broken: KeyError: 'group'"
+
+
+def test_loading_a_datasets_task_prints_no_progress_bars(toy_folders, tmp_path, cache, monkeypatch, capfd):
+    """datasets prints "Generating train split" bars on a first load; effbench silences them."""
+    datasets = pytest.importorskip("datasets")
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))  # a fresh cache
+    datasets.enable_progress_bars()  # as in a fresh process, or after another test silenced them
+    datasets.utils.logging.set_verbosity_warning()
+    # the control: without effbench, a first load of a CSV does print its progress bar
+    write_csv(tmp_path / "control.csv", toy_rows(8))
+    capfd.readouterr()
+    datasets.load_dataset("csv", data_files=str(tmp_path / "control.csv"))
+    assert "Generating" in capfd.readouterr().err
+
+    data = load_task(toy_folders["tasks"] / "toy.yaml")
+    assert len(data.train) + len(data.test) == 1600
+    assert "Generating" not in capfd.readouterr().err
+
+
+# --- ids from an id column ---
+
+
+def write_id_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def id_rows(n: int = 40) -> list[tuple[str, str, str]]:
+    return [(f"r{1000 + 7 * i}", text, label) for i, (text, label) in enumerate(toy_rows(n))]
+
+
+def test_id_field_gives_the_ids_and_they_decide_the_split(tmp_path, cache):
+    write_id_csv(tmp_path / "toy.csv", id_rows())
+    data = load_task(write_card(tmp_path, base_card(id_field="id")))
+    by_id = {e.id: e for e in data.train + data.test}
+    assert set(by_id) == {f"r{1000 + 7 * i}" for i in range(40)}
+    assert by_id["r1021"].text == "review number 3 is good" and by_id["r1021"].label == 1
+    threshold = 0.25 * 2**32
+    assert all(loading.split_key("toy", e.id) < threshold for e in data.test)
+    assert all(loading.split_key("toy", e.id) >= threshold for e in data.train)
+
+    # the rows in another order: the same examples in the same split (row numbers would have moved them)
+    write_id_csv(tmp_path / "toy.csv", id_rows()[::-1])
+    shuffled = load_task(write_card(tmp_path, base_card(id_field="id")))
+    assert shuffled.train == data.train and shuffled.test == data.test
+
+
+def test_integer_ids_become_strings_and_a_given_test_split_prefixes_them(tmp_path, cache):
+    for name, count in (("train", 10), ("test", 4)):
+        write_id_csv(tmp_path / f"{name}.csv", [(str(100 + i), f"{name} text {i}", "pos" if i % 2 else "neg")
+                                                for i in range(count)])  # fmt: skip
+    card = base_card(dataset="csv", data_files={"train": "train.csv", "test": "test.csv"}, test_split="test",
+                     test_fraction=None, id_field="id")  # fmt: skip
+    data = load_task(write_card(tmp_path, card))
+    assert {e.id for e in data.test} == {f"test/{100 + i}" for i in range(4)}
+    assert {e.id for e in data.train} == {f"train/{100 + i}" for i in range(10)}
+
+
+def test_a_missing_id_column_names_the_split_and_the_columns(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows(8))
+    with pytest.raises(DataError, match=r"task 'toy': split 'train' has no column 'id' \(it has text, label\)"):
+        load_task(write_card(tmp_path, base_card(id_field="id")))
+
+
+def test_empty_and_duplicate_ids_are_data_errors(tmp_path, cache):
+    rows = id_rows(8)
+    rows[5] = ("", rows[5][1], rows[5][2])
+    write_id_csv(tmp_path / "toy.csv", rows)
+    card_file = write_card(tmp_path, base_card(id_field="id"))
+    with pytest.raises(DataError, match=r"task 'toy': split 'train', record 5: its 'id' .* is empty"):
+        load_task(card_file)
+
+    rows = id_rows(8)
+    rows[6] = (rows[2][0], rows[6][1], rows[6][2])
+    write_id_csv(tmp_path / "toy.csv", rows)
+    with pytest.raises(DataError, match=r"task 'toy': id 'r1014' occurs more than once in column 'id'"):
+        load_task(card_file)
+
+
+def test_id_field_is_for_datasets_sources_only(tmp_path):
+    with pytest.raises(CardError, match=r"'id_field' applies only to source 'datasets'"):
+        get_card(write_card(tmp_path, archive_card("toy", sha256="0" * 64, id_field="id")))
+
+
 # --- malformed cards ---
 
 
@@ -233,6 +369,37 @@ def test_malformed_card_names_field_and_what_is_allowed(tmp_path, change, expect
 )
 def test_malformed_archive_card(tmp_path, change, pattern):
     card = archive_card("toy", sha256="0" * 64)
+    for key, value in change.items():
+        card.pop(key, None) if value is None else card.__setitem__(key, value)
+    with pytest.raises(CardError, match=pattern):
+        get_card(write_card(tmp_path, card))
+
+
+def test_missing_required_fields_are_named_together_with_what_each_takes(tmp_path):
+    card = base_card()
+    for key in ("source", "reader", "raw_labels"):
+        del card[key]
+    card_file = write_card(tmp_path, card)
+    with pytest.raises(CardError) as error:
+        get_card(card_file)
+    message = str(error.value)
+    assert "missing required fields 'source', 'reader', 'raw_labels'" in message
+    assert "for a local file, use source: datasets, reader: datasets, dataset: <file>" in message
+    assert "raw_labels: the label values as they appear in the data" in message
+    assert "see an existing card" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"path": "my_reviews.csv"}, r"'path' applies only to sources .* names its data with 'dataset'"),
+        ({"dataset": None}, r"missing field 'dataset', required for source 'datasets': a local file or folder"),
+        ({"source": "local"}, r"'source' \(got 'local'\) must be one of .*; for a local file, use source: datasets"),
+        ({"reader": "csv"}, r"'reader' \(got 'csv'\) must be one of .*'datasets' reads the csv"),
+    ],
+)
+def test_guessed_fields_point_to_the_local_file_card(tmp_path, change, pattern):
+    card = base_card()
     for key, value in change.items():
         card.pop(key, None) if value is None else card.__setitem__(key, value)
     with pytest.raises(CardError, match=pattern):
@@ -500,4 +667,4 @@ def test_real_balance_and_describe():
     assert labels.count(0) == labels.count(1) == 2000
     (row,) = describe_tasks(["bbc-news"])
     assert row == {"task": "bbc-news", "rows": 2127, "classes": 5, "train": 1711, "test": 416,
-                   "max_length": 128, "license": get_card("bbc-news").license}  # fmt: skip
+                   "max_length": 128, "license": get_card("bbc-news").license, "status": "ok"}  # fmt: skip

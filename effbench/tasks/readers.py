@@ -1,8 +1,9 @@
 """Readers: source files -> raw records (id or None, text, raw label as in the source).
 
-A record's id is None where the source has no natural id (CSV rows); the loader then gives it
-"row-<index>", or a text hash when the card dedupes. Texts are returned as read; the loader
-strips them. Change READER_VERSION whenever a reader's output changes: it keys the parsed cache.
+A record's id is None where the source has no natural id (CSV rows, or a datasets source whose card
+names no id_field); the loader then gives it "row-<index>", or a text hash when the card dedupes.
+Texts are returned as read; the loader strips them. Change READER_VERSION whenever a reader's output
+changes: it keys the parsed cache.
 """
 
 from __future__ import annotations
@@ -154,9 +155,35 @@ def _resolve_data_files(card: TaskCard):
     return {k: resolve(v) if isinstance(v, str) else [resolve(x) for x in v] for k, v in value.items()}
 
 
+def _import_datasets():
+    """The datasets library, with its progress bars and info/warning logs off.
+
+    Otherwise every load of a local file prints "Generating train split: ..." to stderr. Errors still
+    reach effbench: datasets raises them, and read_datasets turns them into DataError.
+    """
+    import datasets  # lazy: slow to import, and only this reader needs it
+
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+    return datasets
+
+
+def _ids(table, card: TaskCard, split: str) -> list[str | None]:
+    """The card's id_field values as strings, or None per row when the card has no id_field."""
+    if card.id_field is None:
+        return [None] * len(table)
+    ids = []
+    for number, value in enumerate(table[card.id_field]):
+        if value is None or str(value).strip() == "":
+            raise DataError(f"task {card.name!r}: split {split!r}, record {number}: its {card.id_field!r} (the card's "
+                            "id_field) is empty; every row needs a non-empty, unique id")
+        ids.append(str(value))
+    return ids
+
+
 def read_datasets(card: TaskCard) -> dict[str, list[RawRecord]]:
     """The card's split (and test split) from a local path, a builder with data_files, or a hub id."""
-    import datasets  # lazy: slow to import, and only this reader needs it
+    datasets = _import_datasets()
 
     local = local_dataset_path(card)
     data_files = _resolve_data_files(card)
@@ -186,10 +213,10 @@ def read_datasets(card: TaskCard) -> dict[str, list[RawRecord]]:
             raise DataError(f"task {card.name!r}: dataset {card.dataset!r} has no split {split!r} "
                             f"(it has {', '.join(loaded)})")  # fmt: skip
         table = loaded[split]
-        for key in (card.text_field, card.label_field):
-            if key not in table.column_names:
+        for key in (card.text_field, card.label_field, card.id_field):
+            if key is not None and key not in table.column_names:
                 raise DataError(f"task {card.name!r}: split {split!r} has no column {key!r} "
                                 f"(it has {', '.join(table.column_names)})")  # fmt: skip
-        texts, labels = table[card.text_field], table[card.label_field]
-        out[part] = [RawRecord(None, "" if t is None else str(t), str(l)) for t, l in zip(texts, labels)]
+        texts, labels, ids = table[card.text_field], table[card.label_field], _ids(table, card, split)
+        out[part] = [RawRecord(i, "" if t is None else str(t), str(l)) for i, t, l in zip(ids, texts, labels)]
     return out
