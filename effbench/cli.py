@@ -64,9 +64,12 @@ def explainer_parameters(explainer_names: Sequence[str], pairs: Sequence[tuple[s
     from effbench.explainers import explainers
 
     params: dict[str, dict] = {name: {} for name in explainer_names}
+    # EXPLAINER is what the run was given (a name or package.module:Class) or the explainer's own name
+    aliases = {**{explainers.get(spec).name: spec for spec in explainer_names}, **{spec: spec for spec in explainer_names}}
     for target, name, value in pairs:
         parsed = yaml.safe_load(value)
         if target is not None:
+            target = aliases.get(target, target)
             if target not in params:
                 raise EffbenchError(f"--explainer-param {target}.{name}: {target!r} is not an explainer of this run "
                                     f"({', '.join(explainer_names)})")

@@ -27,7 +27,7 @@ def tracked_shipped_files() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(tmp_path_factory, real_tasks_cache):
     root = tmp_path_factory.mktemp("installed")
     dist = root / "dist"
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
@@ -46,7 +46,7 @@ def installed(tmp_path_factory):
     (site / "effbench-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "EFFBENCH_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    env = {**os.environ, "EFFBENCH_CACHE": str(real_tasks_cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "PYTHONPATH": ""}
     env.pop("EFFBENCH_TASK_DIRS", None)
 

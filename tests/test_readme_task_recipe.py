@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import csv
-import re
 
 import pytest
 import yaml
 
-from effbench.paths import REPO_ROOT
+from conftest import readme_recipe
 from effbench.tasks import get_card, load_task
 
-README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def code_block_after(marker: str) -> str:
-    """The fenced code block that follows the HTML comment `<!-- recipe: marker -->`."""
-    match = re.search(rf"<!-- recipe: {re.escape(marker)} -->\s*```[a-z]*\n(.*?)\n```", README, re.DOTALL)
-    assert match, f"README.md has no code block after <!-- recipe: {marker} -->"
-    return match.group(1) + "\n"
-
-
-CARD_TEXT = code_block_after("own-csv-card")
-CSV_TEXT = code_block_after("own-csv-data")
+CARD_TEXT = readme_recipe("own-csv-card")
+CSV_TEXT = readme_recipe("own-csv-data")
 
 
 @pytest.fixture
