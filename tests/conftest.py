@@ -38,18 +38,6 @@ TINY_TEXTS = [
 ]
 
 
-def readme_recipe(marker: str) -> str:
-    """The fenced code block of README.md that follows the HTML comment `<!-- recipe: marker -->`."""
-    import re
-
-    from effbench.paths import REPO_ROOT
-
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(rf"<!-- recipe: {re.escape(marker)} -->\s*```[a-z]*\n(.*?)\n```", readme, re.DOTALL)
-    assert match, f"README.md has no code block after <!-- recipe: {marker} -->"
-    return match.group(1) + "\n"
-
-
 @pytest.fixture(scope="session")
 def real_tasks_cache(tmp_path_factory):
     """One cache for the tests that use the shipped tasks' data (downloaded once) and their tiny models."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_CORPUS, readme_recipe
+from readme import readme_recipe
 
 BIN = Path(sys.executable).parent  # the effbench command of this environment
 
@@ -33,7 +33,7 @@ def workdir(tmp_path, real_tasks_cache):
     return tmp_path, bash
 
 
-def save_tiny_classifier(folder: Path) -> None:
+def save_tiny_classifier(folder: Path, corpus: list[str]) -> None:
     """A two-label BERT classifier saved with save_pretrained: what a user brings as ./my-classifier."""
     import torch
     import transformers
@@ -41,7 +41,7 @@ def save_tiny_classifier(folder: Path) -> None:
     from effbench.models.reference import train_word_piece_tokenizer
 
     torch.manual_seed(0)
-    tokenizer = train_word_piece_tokenizer(TINY_CORPUS, vocab_size=300, min_frequency=1)
+    tokenizer = train_word_piece_tokenizer(corpus, vocab_size=300, min_frequency=1)
     config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=128, max_position_embeddings=128,
                                      num_labels=2)
@@ -49,9 +49,9 @@ def save_tiny_classifier(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def test_the_own_model_recipe(workdir):
+def test_the_own_model_recipe(workdir, corpus_sentences):
     folder, bash = workdir
-    save_tiny_classifier(folder / "my-classifier")
+    save_tiny_classifier(folder / "my-classifier", corpus_sentences)
     result = bash(readme_recipe("own-model"))
     records = json.loads((folder / "my-results.json").read_text())
     assert [r["explainer"]["name"] for r in records] == ["efficient_attention", "raw_attention", "integrated_gradients"]

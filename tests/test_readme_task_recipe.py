@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 import yaml
 
-from conftest import readme_recipe
+from readme import README, readme_recipe
+
 from effbench.tasks import get_card, load_task
 
 CARD_TEXT = readme_recipe("own-csv-card")
