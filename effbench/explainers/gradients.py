@@ -1,14 +1,25 @@
 """Gradient explainers: `saliency`, `grad_x_input` and `integrated_gradients`.
 
-All differentiate the logit of the predicted class y with respect to the word embeddings e_j (the
-input embedding table's output; the model adds position and token-type embeddings itself), and
-reduce the hidden dimension to one score per token:
+All differentiate the logit of the predicted class y with respect to an input vector x_j per token and
+reduce the hidden dimension to one score per token. Where x_j is taken is the parameter `input_point`:
 
-- `saliency` (Simonyan et al. 2014): || d logit_y / d e_j ||_2;
-- `grad_x_input` (Shrikumar et al. 2016): sum_d (d logit_y / d e_j)_d (e_j)_d;
-- `integrated_gradients` (Sundararajan et al. 2017): sum_d (e_j - e'_j)_d sum_k w_k (d logit_y / d e_j)_d
-  at e' + alpha_k (e - e'), with captum's quadrature rules (default Gauss-Legendre, captum's default);
-  the baseline e' is the pad token's embedding at every scorable token, the special tokens kept.
+- `embedding_output` (the default): the embedding layer's output, the first layer's input, as captum's
+  layer attributions on `embeddings` take it. In the BERT family that is LayerNorm(word + position +
+  token type embedding).
+- `word_embeddings`: the word embedding e_j alone (the input embedding table's output), as effbench's
+  version 1 took it. In a model whose embedding layer normalises the sum word + position + type, this
+  scores positions, not tokens: LayerNorm is scale-invariant, so the gradient g_j at the sum is
+  orthogonal to it, g_j . (e_j + p_j + t_j) = 0, and gradient x word embedding is exactly minus
+  gradient x (position + type embedding). (On MiniLM: |g . (w + p + t)| is 3e-7 of |g . w|.) The same
+  holds along the integrated-gradients path, so their scores are minus the gradient's product with the
+  position, type and baseline embeddings. Kept for comparison with tools that attribute there.
+
+- `saliency` (Simonyan et al. 2014): || d logit_y / d x_j ||_2;
+- `grad_x_input` (Shrikumar et al. 2016): sum_d (d logit_y / d x_j)_d (x_j)_d;
+- `integrated_gradients` (Sundararajan et al. 2017): sum_d (x_j - x'_j)_d sum_k w_k (d logit_y / d x_j)_d
+  at x' + alpha_k (x - x'), with captum's quadrature rules (default Gauss-Legendre, captum's default);
+  the baseline x' is what the input point holds for the pad token at every scorable token (or zero),
+  the special tokens kept.
 """
 
 from __future__ import annotations
@@ -27,25 +38,55 @@ if TYPE_CHECKING:
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle")
 BASELINES = ("pad", "zero")
+INPUT_POINTS = ("embedding_output", "word_embeddings")
 _ROWS_PER_PASS = 128  # interpolated inputs per forward/backward pass; changes no number beyond rounding
 
 
-def target_logit_gradients(model: ClassifierAdapter, embeddings: torch.Tensor, attention_mask: torch.Tensor,
-                           targets: torch.Tensor) -> torch.Tensor:
-    """d logit_{target} / d embeddings, [B, N, D]: each row's gradient of its own target logit."""
-    embeddings = embeddings.detach().requires_grad_(True)
+def input_vectors(model: ClassifierAdapter, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  input_point: str) -> torch.Tensor:
+    """x [B, N, D] at `input_point` for the given ids: the embedding layer's output, or the word embeddings."""
+    if input_point == "embedding_output":
+        return model.embedding_output(input_ids, attention_mask).detach()
+    return model.input_embeddings(input_ids).detach()
+
+
+def target_logit_gradients(model: ClassifierAdapter, points: torch.Tensor, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor, targets: torch.Tensor, input_point: str) -> torch.Tensor:
+    """d logit_{target} / d x at `points` (x at `input_point`), [B, N, D]: each row's gradient of its own target logit."""
+    points = points.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = model.logits(None, attention_mask, inputs_embeds=embeddings)
+        if input_point == "embedding_output":
+            logits = model.logits(input_ids, attention_mask, embedding_output=points)
+        else:
+            logits = model.logits(None, attention_mask, inputs_embeds=points)
         selected = logits.gather(1, targets.to(logits.device).view(-1, 1)).sum()
-        (gradients,) = torch.autograd.grad(selected, embeddings)
+        (gradients,) = torch.autograd.grad(selected, points)
     return gradients
 
 
-class Saliency(Explainer):
-    """The L2 norm of the gradient of the predicted class's logit at each word embedding."""
+class GradientExplainer(Explainer):
+    """What the three gradient explainers share: the `input_point` parameter."""
+
+    defaults: ClassVar[dict[str, Any]] = {"input_point": "embedding_output"}
+
+    def validate(self) -> None:
+        if self.params["input_point"] not in INPUT_POINTS:
+            raise EffbenchError(f"parameter input_point={self.params['input_point']!r} is not allowed; "
+                                f"choose one of {', '.join(INPUT_POINTS)}")
+
+    def inputs(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
+        return input_vectors(model, batch.input_ids, batch.attention_mask, self.params["input_point"])
+
+    def gradients(self, model: ClassifierAdapter, points: torch.Tensor, batch: Batch, rows=slice(None)) -> torch.Tensor:
+        return target_logit_gradients(model, points, batch.input_ids[rows], batch.attention_mask[rows],
+                                      batch.targets[rows], self.params["input_point"])
+
+
+class Saliency(GradientExplainer):
+    """The L2 norm of the gradient of the predicted class's logit at each token's input vector."""
 
     name = "saliency"
-    version = 1
+    version = 2  # 2: the gradient at the embedding layer's output by default (input_point)
     citation = """@inproceedings{simonyan2014deep,
   title = {Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps},
   author = {Simonyan, Karen and Vedaldi, Andrea and Zisserman, Andrew},
@@ -54,15 +95,15 @@ class Saliency(Explainer):
 }"""
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
-        embeddings = model.input_embeddings(batch.input_ids)
-        return target_logit_gradients(model, embeddings, batch.attention_mask, batch.targets).norm(dim=-1)
+        return self.gradients(model, self.inputs(model, batch), batch).norm(dim=-1)
 
 
-class GradientXInput(Explainer):
-    """The gradient of the predicted class's logit times the word embedding, summed over the hidden size."""
+class GradientXInput(GradientExplainer):
+    """The gradient of the predicted class's logit times the input vector, summed over the hidden size."""
 
     name = "grad_x_input"
-    version = 1
+    # 2: at the embedding layer's output by default; at the word embeddings (version 1) it scored positions
+    version = 2
     citation = """@article{shrikumar2016not,
   title = {Not Just a Black Box: Learning Important Features Through Propagating Activation Differences},
   author = {Shrikumar, Avanti and Greenside, Peyton and Shcherbina, Anna and Kundaje, Anshul},
@@ -71,9 +112,8 @@ class GradientXInput(Explainer):
 }"""
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
-        embeddings = model.input_embeddings(batch.input_ids).detach()
-        gradients = target_logit_gradients(model, embeddings, batch.attention_mask, batch.targets)
-        return (gradients * embeddings).sum(-1)
+        inputs = self.inputs(model, batch)
+        return (self.gradients(model, inputs, batch) * inputs).sum(-1)
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,15 +128,16 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(start, start + 1 - 1.0 / steps, steps), np.full(steps, 1.0 / steps)
 
 
-class IntegratedGradients(Explainer):
-    """Integrated gradients of the predicted class's logit over the word embeddings.
+class IntegratedGradients(GradientExplainer):
+    """Integrated gradients of the predicted class's logit over the tokens' input vectors.
 
     All interpolation steps of all examples go through the model together, in passes of up to 128 rows.
     """
 
     name = "integrated_gradients"
-    version = 1
-    defaults: ClassVar[dict[str, Any]] = {"steps": 20, "method": "gausslegendre", "baseline": "pad"}
+    version = 2  # 2: at the embedding layer's output by default (input_point)
+    defaults: ClassVar[dict[str, Any]] = {"steps": 20, "method": "gausslegendre", "baseline": "pad",
+                                          **GradientExplainer.defaults}
     citation = """@inproceedings{sundararajan2017axiomatic,
   title = {Axiomatic Attribution for Deep Networks},
   author = {Sundararajan, Mukund and Taly, Ankur and Yan, Qiqi},
@@ -106,6 +147,7 @@ class IntegratedGradients(Explainer):
 }"""
 
     def validate(self) -> None:
+        super().validate()
         steps = self.params["steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise EffbenchError(f"parameter steps={steps!r} is not allowed; use a positive integer")
@@ -114,19 +156,19 @@ class IntegratedGradients(Explainer):
         if self.params["baseline"] not in BASELINES:
             raise EffbenchError(f"parameter baseline={self.params['baseline']!r} is not allowed; choose one of {', '.join(BASELINES)}")
 
-    def baseline_embeddings(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
-        """The baseline e': pad-token (or zero) embeddings at the scorable tokens, the rest as they are."""
+    def baseline_inputs(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
+        """The baseline x': the pad token's input vector (or zero) at the scorable tokens, the rest as they are."""
         scorable = batch.scorable_mask.to(model.device)
-        embeddings = model.input_embeddings(batch.input_ids).detach()
         if self.params["baseline"] == "zero":
-            return embeddings.masked_fill(scorable.unsqueeze(-1), 0.0)
+            return self.inputs(model, batch).masked_fill(scorable.unsqueeze(-1), 0.0)
         pad_id = model.tokenizer.pad_token_id or 0
-        return model.input_embeddings(torch.where(batch.scorable_mask, pad_id, batch.input_ids)).detach()
+        baseline_ids = torch.where(batch.scorable_mask, pad_id, batch.input_ids)
+        return input_vectors(model, baseline_ids, batch.attention_mask, self.params["input_point"])
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
         alphas, weights = quadrature(self.params["method"], self.params["steps"])
-        embeddings = model.input_embeddings(batch.input_ids).detach()
-        baseline = self.baseline_embeddings(model, batch)
+        embeddings = self.inputs(model, batch)
+        baseline = self.baseline_inputs(model, batch)
         difference = embeddings - baseline
         steps, size = len(alphas), len(batch)
         # rows ordered (step, example), so that a pass covers consecutive steps of all examples
@@ -138,7 +180,7 @@ class IntegratedGradients(Explainer):
             rows = example_rows[start: start + _ROWS_PER_PASS]
             alpha = alpha_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
             points = baseline[rows] + alpha * difference[rows]
-            gradients = target_logit_gradients(model, points, batch.attention_mask[rows], batch.targets[rows])
+            gradients = self.gradients(model, points, batch, rows)
             weighted = gradients.double().cpu() * weight_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
             integral.index_add_(0, rows, weighted)
         return (integral * difference.double().cpu()).sum(-1)

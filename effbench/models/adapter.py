@@ -47,6 +47,10 @@ AttentionInterface.register(ATTENTION_IMPLEMENTATION, _effbench_eager_attention)
 AttentionMaskInterface.register(ATTENTION_IMPLEMENTATION, eager_mask)
 
 
+class _EmbeddingCaptured(Exception):
+    """Stops a forward pass once the embedding layer's output is captured."""
+
+
 @dataclass(frozen=True)
 class ForwardOutput:
     logits: torch.Tensor  # [B, C]
@@ -176,12 +180,21 @@ class ClassifierAdapter:
 
     # ---- forward passes -----------------------------------------------------------------------
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None):
-        """Logits [B, C]. Pass `inputs_embeds` (word embeddings) instead of ids for gradients."""
+    def logits(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None, embedding_output: torch.Tensor | None = None):
+        """Logits [B, C]. For gradients, pass `inputs_embeds` (word embeddings) instead of ids, or the ids and
+        `embedding_output`, which replaces what the embedding layer outputs (see `embedding_module`)."""
+        attention_mask = attention_mask.to(self.device)
         if inputs_embeds is not None:
-            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.to(self.device))
+            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        elif embedding_output is not None:
+            handle = self.embedding_module().register_forward_hook(lambda module, args, output: embedding_output)
+            try:
+                out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask)
+            finally:
+                handle.remove()
         else:
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask)
         return self._task_logits(out.logits)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ForwardOutput:
@@ -213,6 +226,31 @@ class ClassifierAdapter:
     def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The word embeddings [B, N, D] that `logits(inputs_embeds=...)` takes."""
         return self.model.get_input_embeddings()(input_ids.to(self.device))
+
+    def embedding_module(self) -> torch.nn.Module:
+        """The embedding layer: its output is the first layer's input (BERT family: word + position + type
+        embeddings, then LayerNorm)."""
+        return self.model.base_model.embeddings
+
+    def embedding_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What the embedding layer outputs for `input_ids` [B, N]: [B, N, D], as in a forward pass of them.
+
+        The forward pass stops at the embedding layer (its hook raises), so this costs no layer's work."""
+        captured: list[torch.Tensor] = []
+
+        def capture(module, args, output):
+            captured.append(output.detach())
+            raise _EmbeddingCaptured
+
+        handle = self.embedding_module().register_forward_hook(capture)
+        try:
+            with torch.no_grad():
+                self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        except _EmbeddingCaptured:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
 
     def value_vectors(self, layer: int, layer_input: torch.Tensor) -> torch.Tensor:
         """V = X W_V + b_V per head, [B, H, N, d_h], from the layer's input hidden states [B, N, D]."""
