@@ -195,6 +195,9 @@ def cmd_models(args) -> None:
         folder, record = transfer.import_checkpoint(Path(args.file))
         print(f"imported {record['task']} ({record['kind']}) checkpoint sha256 {record['checkpoint_sha256']} into {folder}")
         return
+    if args.action == "list":
+        print(render(transfer.cached_checkpoints(), args.format))
+        return
     task = load_task(args.task)
     if args.action == "export":
         path, record = transfer.export_checkpoint(task, args.model_kind, Path(args.to))
@@ -202,8 +205,6 @@ def cmd_models(args) -> None:
     elif args.action == "pull":
         folder, record = transfer.pull_checkpoint(task, args.model_kind)
         print(f"pulled {task.card.name} ({args.model_kind}) checkpoint sha256 {record['checkpoint_sha256']} into {folder}")
-    elif args.action == "list":
-        print(render(transfer.cached_checkpoints(), args.format))
 
 
 def cmd_leaderboard(args) -> None:

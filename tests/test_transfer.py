@@ -169,3 +169,13 @@ def test_a_card_names_both_hub_fields_or_neither(toy_env, tmp_path):
     path.write_text(yaml.safe_dump({**card, "hub_repository": "effbench/toy", "hub_revision": "main"}))
     with pytest.raises(EffbenchError, match="a pinned commit: 40 lower-case hex digits"):
         parse_card(path)
+
+
+def test_models_list_shows_the_cached_checkpoints(trained, capsys):
+    import json
+
+    _, _, record = trained
+    assert main(["models", "list", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"task": "toy", "kind": "tiny", "checkpoint_sha256": record["checkpoint_sha256"]}.items() <= next(
+        row for row in rows if row["task"] == "toy").items()
