@@ -42,14 +42,14 @@ def test_unknown_board_and_output_file_are_one_line_errors(tmp_path, monkeypatch
 
 
 def test_the_installed_packages_boards_are_never_written(tmp_path, monkeypatch):
-    import effbench.leaderboard as leaderboard
+    import effbench.leaderboard.workspace as workspace
 
     shipped = tmp_path / "site-packages" / "effbench" / "_shipped" / "leaderboards" / "standard"
     shipped.mkdir(parents=True)
     (shipped / "board.yaml").write_text("name: standard\n")
-    monkeypatch.setattr(leaderboard, "PACKAGE_DIR", tmp_path / "site-packages" / "effbench")
+    monkeypatch.setattr(workspace, "PACKAGE_DIR", tmp_path / "site-packages" / "effbench")
     with pytest.raises(EffbenchError, match="inside the installed effbench package, which is read-only"):
-        leaderboard.board_workspace(shipped)
+        workspace.board_workspace(shipped)
 
 
 def test_a_board_keeps_the_records_of_a_package_module_class_explainer(toy_env, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from effbench.leaderboard import build_board
-from effbench.report_html import bar_chart, esc
+from effbench.leaderboard.html import bar_chart, esc
 from test_leaderboard import make_record, populated_board, synthetic_values, write_board, write_record
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from effbench.errors import EffbenchError
-from effbench.leaderboard import (
+from effbench.leaderboard.ranking import metric_order
+from effbench.leaderboard.report import (
     ARROWS,
     degenerate_banner,
     format_number,
     legend,
-    metric_order,
     overall_table_rows,
     provenance_rows,
     task_provenance_rows,
@@ -26,7 +26,8 @@ from effbench.leaderboard import (
 )
 
 if TYPE_CHECKING:
-    from effbench.leaderboard import BoardRecord, BuildResult
+    from effbench.leaderboard.ranking import BuildResult
+    from effbench.leaderboard.records import BoardRecord
 
 AOPC_METRICS = ("necessity", "sufficiency")
 HEATMAP_EXAMPLES = 3

@@ -1,0 +1,180 @@
+"""A board's run records: reading them with their per-example rows, and checking they can be ranked together."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import EffbenchError
+from effbench.leaderboard.spec import RECORDS_DIR, BoardSpec
+from effbench.recordio import read_per_example, read_record
+from effbench.records import sha256_json
+
+
+@dataclass
+class BoardRecord:
+    """One accepted run record with the per-example rows of the examples it evaluated, in order."""
+
+    path: Path
+    label: str  # the path relative to the board folder, for messages
+    record: dict
+    rows: list[dict]
+
+    @property
+    def task(self) -> str:
+        return self.record["task"]["name"]
+
+    @property
+    def explainer(self) -> str:
+        return self.record["explainer"]["name"]
+
+    def metric(self, name: str) -> dict | None:
+        return next((m for m in self.record["metrics"] if m["name"] == name), None)
+
+    def values(self, metric: str) -> dict[str, float]:
+        """example id -> the metric's value (NaN where undefined)."""
+        return {row["example_id"]: _as_float(row["metrics"][metric]["value"]) for row in self.rows}
+
+
+def _as_float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def load_board_record(path: Path, board_dir: Path) -> BoardRecord:
+    """Read a record and its per-example rows; check the rows are the evaluated examples and agree with the means."""
+    label = str(path.relative_to(board_dir)) if path.is_relative_to(board_dir) else str(path)
+    record = read_record(path)
+    rows = read_per_example(path)
+    task = record["task"]
+    evaluated = rows[: task["evaluated"]]
+    ids = [row["example_id"] for row in evaluated]
+    if len(evaluated) < task["evaluated"] or sha256_json(ids) != task["example_ids_sha256"]:
+        raise EffbenchError(
+            f"{label}: the rows in {record['per_example_file']} are not the {task['evaluated']} evaluated examples "
+            f"(their ids hash to {sha256_json(ids)[:16]}..., the record says {task['example_ids_sha256'][:16]}...)"
+        )
+    for metric in record["metrics"]:
+        name = metric["name"]
+        missing = [row["example_id"] for row in evaluated if name not in row["metrics"]]
+        if missing:
+            raise EffbenchError(f"{label}: metric {name!r} has no per-example value for example {missing[0]!r}")
+        values = [_as_float(row["metrics"][name]["value"]) for row in evaluated]
+        kept = [v for v in values if math.isfinite(v)]
+        result = record["results"][name]
+        mean = sum(kept) / len(kept) if kept else float("nan")
+        recorded = _as_float(result["mean"])
+        agree = (math.isnan(mean) and math.isnan(recorded)) or abs(mean - recorded) <= 1e-9 * max(1.0, abs(mean))
+        if not agree or result["n"] != len(kept):
+            raise EffbenchError(
+                f"{label}: results.{name} (mean {recorded!r}, n {result['n']}) disagrees with the per-example "
+                f"rows (mean {mean!r}, n {len(kept)})"
+            )
+    return BoardRecord(path=path, label=label, record=record, rows=evaluated)
+
+
+def find_records(board_dir: Path) -> list[Path]:
+    records_dir = board_dir / RECORDS_DIR
+    return sorted(records_dir.rglob("record.json")) if records_dir.is_dir() else []
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]:
+    """Every reason the records cannot be ranked together on this board, one line each (empty: all fine).
+
+    Records of one task must share the task version, data hash, model checkpoint, perturbation mode and
+    evaluated example ids; a metric or an explainer must have one version and one set of parameters on
+    the whole board; there is one record per (task, explainer); and every record follows the board spec.
+    """
+    problems: list[str] = []
+
+    def compare(group: str, field_name: str, members: Sequence[tuple[BoardRecord, Any]]) -> None:
+        reference_record, reference_value = members[0]
+        for member, value in members[1:]:
+            if value != reference_value:
+                problems.append(
+                    f"not comparable ({group}): {field_name} is {_show(reference_value)} in {reference_record.label} "
+                    f"but {_show(value)} in {member.label}"
+                )
+
+    by_task: dict[str, list[BoardRecord]] = {}
+    for record in records:
+        by_task.setdefault(record.task, []).append(record)
+    for task, members in by_task.items():
+        group = f"task {task}"
+        for field_name, get in (
+            ("task.version", lambda r: r.record["task"]["version"]),
+            ("task.data_hash", lambda r: r.record["task"]["data_hash"]),
+            ("task.example_ids_sha256", lambda r: r.record["task"]["example_ids_sha256"]),
+            ("model.checkpoint_sha256", lambda r: r.record["model"]["checkpoint_sha256"]),
+            ("config.perturbation", lambda r: r.record["config"]["perturbation"]),
+        ):
+            compare(group, field_name, [(r, get(r)) for r in members])
+        by_explainer: dict[str, list[BoardRecord]] = {}
+        for record in members:
+            by_explainer.setdefault(record.explainer, []).append(record)
+        for explainer, same in by_explainer.items():
+            if len(same) > 1:
+                labels = " and ".join(r.label for r in same)
+                problems.append(f"two records for task {task}, explainer {explainer}: {labels}; keep one")
+
+    explainer_members: dict[str, list[BoardRecord]] = {}
+    metric_members: dict[str, list[tuple[BoardRecord, dict]]] = {}
+    for record in records:
+        explainer_members.setdefault(record.explainer, []).append(record)
+        for metric in record.record["metrics"]:
+            if metric["name"] in board.metrics:
+                metric_members.setdefault(metric["name"], []).append((record, metric))
+    for explainer, members in explainer_members.items():
+        for key in ("version", "params"):
+            compare(f"explainer {explainer}", f"explainer.{key}", [(r, r.record["explainer"][key]) for r in members])
+    for metric_name, members in metric_members.items():
+        for key in ("version", "params", "direction"):
+            compare(f"metric {metric_name}", f"metrics[{metric_name}].{key}", [(r, m[key]) for r, m in members])
+
+    for record in records:
+        problems.extend(_board_conformance(board, record))
+    return problems
+
+
+def _board_conformance(board: BoardSpec, record: BoardRecord) -> list[str]:
+    """Where a record departs from what its board prescribes."""
+    problems = []
+    config = record.record["config"]
+    task = record.record["task"]
+
+    def differs(field_name: str, value: Any, wanted: Any) -> None:
+        problems.append(f"{record.label}: {field_name} is {_show(value)} but board {board.name} sets {_show(wanted)}")
+
+    if record.record["model"]["checkpoint_sha256"] is None:
+        problems.append(f"{record.label}: model.checkpoint_sha256 is missing; a board ranks explanations of "
+                        "models whose weights are known")
+    if config["perturbation"] != board.perturbation:
+        differs("config.perturbation", config["perturbation"], board.perturbation)
+    if config["model_kind"] != board.model_kind:
+        differs("config.model_kind", config["model_kind"], board.model_kind)
+    if config["seed"] != board.seed:
+        differs("config.seed", config["seed"], board.seed)
+    expected = min(board.limit_for(task["name"]), task["test_examples"])
+    if task["evaluated"] != expected:
+        differs("task.evaluated", task["evaluated"], expected)
+    wanted_params = board.explainers.get(record.explainer, {})
+    for key, wanted in wanted_params.items():
+        if record.record["explainer"]["params"].get(key) != wanted:
+            differs(f"explainer.params.{key}", record.record["explainer"]["params"].get(key), wanted)
+    for metric in record.record["metrics"]:
+        if metric["name"] not in board.metrics:
+            continue
+        mode = metric["params"].get("mode")
+        if "mode" in metric["params"] and mode != board.perturbation:
+            differs(f"metrics[{metric['name']}].params.mode", mode, board.perturbation)
+        for key, wanted in board.metrics[metric["name"]].items():
+            if metric["params"].get(key) != wanted:
+                differs(f"metrics[{metric['name']}].params.{key}", metric["params"].get(key), wanted)
+    return problems

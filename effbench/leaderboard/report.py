@@ -1,0 +1,247 @@
+"""The board's report files (README.md, results.json, results.csv, citations.bib, index.html) and the build summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict
+
+from effbench.leaderboard.ranking import (
+    BOOTSTRAP_RESAMPLES,
+    SIGNIFICANCE_LEVEL,
+    BuildResult,
+    Standing,
+    metric_order,
+)
+from effbench.leaderboard.records import _show
+from effbench.leaderboard.spec import RECORDS_DIR, BoardSpec
+from effbench.records import json_safe
+
+ARROWS = {"higher": "↑", "lower": "↓"}
+NOT_SIGNIFICANT_VS_NEXT = "≈"
+NOT_SIGNIFICANT_VS_BEST = "†"
+
+
+def degenerate_banner(task: str, provenance: dict) -> str | None:
+    """The warning at the top of a task's section when its model is degenerate; None when not, or not known."""
+    from effbench.models.reference import degenerate_warning
+
+    block = provenance.get("degenerate")
+    if not block:
+        return None
+    warning = degenerate_warning(task, block["test_accuracy"], block["majority_rate"], block["measured_on"])
+    return f"⚠ Warning: {warning}." if warning else None
+
+
+def format_number(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def format_cell(standing: Standing) -> str:
+    """`mean [low, high] #rank` and the significance marks (see `legend`)."""
+    text = (f"{format_number(standing.mean)} [{format_number(standing.low)}, {format_number(standing.high)}] "
+            f"#{standing.rank}")
+    marks = ""
+    if standing.rank > 1 and standing.tied_with_best:
+        marks += NOT_SIGNIFICANT_VS_BEST
+    if standing.significant_vs_next is False:
+        marks += NOT_SIGNIFICANT_VS_NEXT
+    return f"{text} {marks}" if marks else text
+
+
+def metric_header(name: str, metrics: dict[str, dict]) -> str:
+    return f"{name} {ARROWS[metrics[name]['direction']]}"
+
+
+def legend(board: BoardSpec) -> list[str]:
+    return [
+        "↑ higher is better, ↓ lower is better.",
+        "Each cell: the mean over the evaluated examples, its 95% percentile bootstrap interval "
+        f"[low, high] ({BOOTSTRAP_RESAMPLES} resamples), and #rank among the task's explainers on that metric.",
+        f"{NOT_SIGNIFICANT_VS_NEXT}: not significantly different from the next-ranked explainer "
+        f"(paired bootstrap over the same examples, p ≥ {SIGNIFICANCE_LEVEL}).",
+        f"{NOT_SIGNIFICANT_VS_BEST}: not significantly different from the explainer ranked #1 (p ≥ {SIGNIFICANCE_LEVEL}).",
+        f"Rows are ordered by the main metric, {board.main_metric}; the overall table averages each "
+        f"explainer's rank on {board.main_metric} over the tasks.",
+    ]
+
+
+def task_table_rows(result: BuildResult, task: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a task's table: explainers x metrics (main metric first)."""
+    names = metric_order(result.board, result.metrics)
+    headers = ["explainer"] + [metric_header(name, result.metrics) for name in names]
+    rows = []
+    for explainer in result.ranked_explainers(task):
+        row = [explainer]
+        for name in names:
+            standing = result.standing(task, explainer, name)
+            row.append(format_cell(standing) if standing else "–")
+        rows.append(row)
+    return headers, rows
+
+
+def overall_table_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
+    tasks = [t for t in result.board.tasks if t in result.records]
+    headers = ["explainer", f"mean rank ({result.board.main_metric})", "tasks"] + tasks
+    rows = [[row.explainer, format_number(row.mean_rank, 2), str(row.tasks)]
+            + [str(row.ranks[t]) if t in row.ranks else "–" for t in tasks] for row in result.overall]
+    return headers, rows
+
+
+def _values_text(values: list) -> str:
+    return ", ".join("unknown" if v is None else str(v) for v in values) or "unknown"
+
+
+def provenance_rows(result: BuildResult) -> list[list[str]]:
+    p = result.provenance
+    return [
+        ["effbench", _values_text(p["effbench"])],
+        ["git SHA", _values_text(p["git_sha"])],
+        ["uncommitted changes (git dirty)", _values_text(p["git_dirty"])],
+        ["python", _values_text(p["python"])],
+        ["torch", _values_text(p["torch"])],
+        ["transformers", _values_text(p["transformers"])],
+        ["platform", _values_text(p["platform"])],
+        ["device", _values_text(p["device"])],
+        ["dtype", _values_text(p["dtype"])],
+        ["seed", _values_text(p["seed"])],
+        ["perturbation", _values_text(p["perturbation"])],
+        ["reference model kind", _values_text(p["model_kind"])],
+        ["records", _values_text(p["records"])],
+        ["records created", " to ".join(p["created"])],
+    ]
+
+
+def task_provenance_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
+    headers = ["task", "version", "data sha256", "model", "checkpoint sha256", "test accuracy", "evaluated"]
+    rows = []
+    for task, p in result.task_provenance.items():
+        rows.append([task, str(p["version"]), p["data_hash"], p["model"], str(p["checkpoint_sha256"]),
+                     format_number(p["test_accuracy"]), f"{p['evaluated']} of {p['test_examples']}"])
+    return headers, rows
+
+
+def reproducing_section(result: BuildResult) -> list[str]:
+    """README lines: which checkpoints the records were computed on, and how another machine gets them."""
+    rows = [[task, p["model"], f"`{p['checkpoint_sha256']}`"] for task, p in result.task_provenance.items()]
+    if not rows:
+        return []
+    return ["## Reproducing these records", "",
+            "A record is reused, not recomputed, only on the checkpoint it was computed on. These are the "
+            "checkpoints (sha256 of the weights):", "", tabulate_github(["task", "model", "checkpoint sha256"], rows), "",
+            "To get a task's reference model onto another machine: `effbench models export TASK --to FILE` where it "
+            "is cached, then `effbench models import FILE` (the import checks every sha256); or `effbench models "
+            "pull TASK` where the task card names a Hub repository. `effbench train --task TASK` gives the same bits "
+            "only on a machine like the one that trained it; elsewhere it gives another checkpoint (with the same "
+            "accuracy), on which `effbench leaderboard run` reruns every explainer.", ""]
+
+
+def tabulate_github(headers: list[str], rows: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_readme(result: BuildResult) -> str:
+    table = tabulate_github
+    board = result.board
+    lines = [f"# effbench leaderboard: {board.name}", "", board.description, "",
+             f"Generated by `effbench leaderboard build {board.name}` from the run records under `{RECORDS_DIR}/`; "
+             "the same numbers are in `results.json` and `results.csv`, charts in `index.html`, "
+             "references in `citations.bib`.", "", "## Legend", ""]
+    lines += [f"- {item}" for item in legend(board)]
+    lines += ["", "## Overall", "", table(*overall_table_rows(result)), ""]
+    for task in board.tasks:
+        if task not in result.records:
+            continue
+        p = result.task_provenance[task]
+        lines += [f"## Task: {task}", ""]
+        banner = degenerate_banner(task, p)
+        if banner:
+            lines += [f"> {banner}", ""]
+        lines += [f"Task version {p['version']}, data sha256 `{p['data_hash']}`; model {p['model']}, checkpoint "
+                  f"sha256 `{p['checkpoint_sha256']}`, test accuracy {format_number(p['test_accuracy'])}; "
+                  f"{p['evaluated']} of {p['test_examples']} test examples evaluated.", "",
+                  table(*task_table_rows(result, task)), ""]
+    lines += ["## Metrics", ""]
+    metric_rows = [[name, ARROWS[info["direction"]], str(info["version"]), info["family"],
+                    f"[{info['range'][0]}, {info['range'][1]}]", _show(info["params"])]
+                   for name, info in ((n, result.metrics[n]) for n in metric_order(board, result.metrics))]
+    lines += [table(["metric", "better", "version", "family", "range", "parameters"], metric_rows), ""]
+    lines += ["## Provenance", "", table(["", "value"], provenance_rows(result)), "",
+              table(*task_provenance_rows(result)), ""]
+    lines += reproducing_section(result)
+    if result.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
+    lines += ["## Citation", "", "Please cite effbench and the methods, metrics and datasets behind these numbers "
+              "(also in `citations.bib`):", "", "```bibtex", "\n\n".join(result.citations), "```", ""]
+    return "\n".join(lines)
+
+
+def results_document(result: BuildResult) -> dict:
+    board = result.board
+    return json_safe({
+        "board": {"name": board.name, "description": board.description, "tasks": list(board.tasks),
+                  "explainers": board.explainers, "metrics": board.metrics, "main_metric": board.main_metric,
+                  "limit": board.limits, "batch_size": board.batch_size, "seed": board.seed,
+                  "model_kind": board.model_kind, "perturbation": board.perturbation},
+        "significance_level": SIGNIFICANCE_LEVEL,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "metrics": result.metrics,
+        "provenance": result.provenance,
+        "tasks": result.task_provenance,
+        "rows": [asdict(s) for s in result.standings],
+        "overall": [asdict(row) for row in result.overall],
+        "notes": result.notes,
+    })
+
+
+CSV_COLUMNS = ("task", "explainer", "metric", "direction", "mean", "low", "high", "n", "flagged", "rank", "p_vs_next",
+               "significant_vs_next", "p_vs_best", "tied_with_best", "task_version", "explainer_version",
+               "explainer_params", "metric_version", "metric_params", "record")
+
+
+def render_csv(result: BuildResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for standing in result.standings:
+        row = json_safe(asdict(standing))
+        row["explainer_params"] = _show(row["explainer_params"])
+        row["metric_params"] = _show(row["metric_params"])
+        writer.writerow({key: "" if row[key] is None else row[key] for key in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def _write_outputs(result: BuildResult) -> None:
+    from effbench.leaderboard.html import render_html
+
+    folder = result.board.folder
+    outputs = {
+        "README.md": render_readme(result),
+        "results.json": json.dumps(results_document(result), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        "results.csv": render_csv(result),
+        "citations.bib": "\n\n".join(result.citations) + "\n",
+        "index.html": render_html(result),
+    }
+    for name, text in outputs.items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        result.files[name] = path
+
+
+def format_summary(result: BuildResult) -> str:
+    """What `effbench leaderboard build` prints: the overall table, the notes and the files written."""
+    from tabulate import tabulate
+
+    lines = [f"leaderboard {result.board.name}: {len(result.standings)} results from "
+             f"{sum(len(r) for r in result.records.values())} records", "",
+             tabulate(overall_table_rows(result)[1], headers=overall_table_rows(result)[0], tablefmt="github",
+                      disable_numparse=True), ""]
+    lines += [f"note: {note}" for note in result.notes]
+    lines += [f"wrote {path}" for path in result.files.values()]
+    return "\n".join(lines)

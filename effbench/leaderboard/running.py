@@ -1,0 +1,94 @@
+"""Running a board: its explainers and metrics with its settings, and retiring the records a run replaces."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from effbench.errors import EffbenchError
+from effbench.leaderboard.spec import RECORDS_DIR, SUPERSEDED_DIR, load_board
+from effbench.recordio import read_record
+
+
+def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, device: str = "cpu",
+              dtype: str = "float32", model: str | None = None, progress: bool = True) -> list[dict]:
+    """Run the board's explainers and metrics with its settings, writing records into its records/ folder.
+
+    Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the
+    board sets one. `model` (a folder or hub id) replaces the board's model of every task run.
+    """
+    from effbench.runner import RunConfig, evaluate
+
+    board_dir = Path(board_dir)
+    board = load_board(board_dir)
+    chosen = list(tasks) if tasks else list(board.tasks)
+    unknown = [t for t in chosen if t not in board.tasks]
+    if unknown:
+        raise EffbenchError(f"task {unknown[0]!r} is not on board {board.name}; its tasks: {', '.join(board.tasks)}")
+    records = []
+    for task in chosen:
+        config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
+                           dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
+                           perturbation=board.perturbation, model=model or board.model_for(task),
+                           record_local_paths=False)
+        explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
+        written = evaluate([task], explainers, board.metrics, config, progress=progress)
+        for old_folder, new_folder, reason in retire_superseded(board_dir, task, written):
+            if progress:
+                print(f"{board.name}: {old_folder.relative_to(board_dir)} is out of date ({reason}): moved to "
+                      f"{new_folder.relative_to(board_dir)}", file=sys.stderr)
+        records += written
+    return records
+
+
+def retire_superseded(board_dir: Path, task: str, written: Sequence[dict]) -> list[tuple[Path, Path, str]]:
+    """Move the task's other records of the explainers just run out of records/ into superseded/.
+
+    A board keeps one record per (task, explainer): after a run, a record made with another model
+    checkpoint, other data or other component versions is out of date. It is kept, not deleted.
+    Returns (old folder, new folder, what differs) per record moved.
+    """
+    from effbench.runner import record_folder
+
+    records_dir = board_dir / RECORDS_DIR
+    moved = []
+    for new in written:
+        name = new["explainer"]["name"]
+        current = record_folder(records_dir, task, name, new["identity_sha256"])
+        pattern = re.compile(re.escape(name) + r"-[0-9a-f]{10}")
+        for folder in sorted((records_dir / task).iterdir()):
+            if folder == current or not folder.is_dir() or not pattern.fullmatch(folder.name):
+                continue
+            try:
+                reason = _what_changed(read_record(folder / "record.json"), new)
+            except EffbenchError:
+                reason = "an unfinished or unreadable run"
+            target = board_dir / SUPERSEDED_DIR / task / folder.name
+            copies = 1
+            while target.exists():
+                copies += 1
+                target = target.with_name(f"{folder.name}.{copies}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(target)
+            moved.append((folder, target, reason))
+    return moved
+
+
+def _what_changed(old: dict, new: dict) -> str:
+    checks = (
+        ("task card or data", lambda r: (r["task"]["version"], r["task"]["card_hash"], r["task"]["data_hash"])),
+        ("model checkpoint", lambda r: r["model"]["checkpoint_sha256"]),
+        ("explainer version or parameters", lambda r: (r["explainer"]["version"], r["explainer"]["params"])),
+        ("metric versions or parameters", lambda r: [(m["name"], m["version"], m["params"]) for m in r["metrics"]]),
+        ("seed, perturbation or dtype", lambda r: (r["config"]["seed"], r["config"]["perturbation"], r["config"]["dtype"])),
+    )
+    changed = []
+    for what, get in checks:
+        try:
+            if get(old) != get(new):
+                changed.append(what)
+        except (KeyError, TypeError):
+            changed.append(what)
+    return "another " + ", ".join(changed) if changed else "another run identity"

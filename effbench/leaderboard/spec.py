@@ -1,0 +1,188 @@
+"""The board spec: a board folder's layout and its validated `board.yaml` (BoardSpec, load_board)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from effbench.errors import CardError
+
+BOARD_FILE = "board.yaml"
+RECORDS_DIR = "records"
+SUPERSEDED_DIR = "superseded"
+MODEL_KINDS = ("minilm", "tiny")
+PERTURBATION_MODES = ("remove", "mask")
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """One validated board.yaml. `explainers` and `metrics` map names to the parameters the board sets."""
+
+    name: str
+    description: str
+    tasks: tuple[str, ...]
+    explainers: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, Any]]
+    main_metric: str
+    limits: dict[str, int]
+    batch_size: int
+    seed: int
+    model_kind: str
+    perturbation: str
+    folder: Path
+    # explainer name (as its records carry it) -> what the runner loads: the name, or "package.module:Class"
+    explainer_specs: dict[str, str] = field(default_factory=dict)
+    # task -> a classifier folder (relative to the board folder) or hub id, for tasks not on their reference model
+    models: dict[str, str] = field(default_factory=dict)
+
+    def limit_for(self, task: str) -> int:
+        return self.limits[task]
+
+    def model_for(self, task: str) -> str | None:
+        """The board's model of `task` as a folder path or hub id, or None for the task's reference model."""
+        given = self.models.get(task)
+        if given is None:
+            return None
+        local = (self.folder / given).expanduser()
+        return str(local) if local.exists() else given
+
+
+_BOARD_FIELDS = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit",
+                 "batch_size", "seed", "model_kind", "model", "perturbation")
+_BOARD_REQUIRED = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit")
+
+
+def load_board(board_dir: str | Path) -> BoardSpec:
+    """Read and validate `<board_dir>/board.yaml`; a bad field raises CardError naming it and what is allowed."""
+    from effbench.explainers import explainers as explainer_registry
+    from effbench.metrics import metrics as metric_registry
+    from effbench.tasks.card import task_names
+
+    folder = Path(board_dir)
+    board_file = folder / BOARD_FILE
+    try:
+        data = yaml.safe_load(board_file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CardError(f"cannot read board spec {board_file}: {error.strerror or error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise CardError(f"{board_file}: not valid UTF-8 YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise CardError(f"{board_file}: a board spec is a YAML mapping of field: value")
+
+    def fail(key: str, allowed: str) -> CardError:
+        shown = f" (got {data[key]!r})" if key in data else ""
+        return CardError(f"{board_file}: field {key!r}{shown} must be {allowed}")
+
+    for key in data:
+        if key not in _BOARD_FIELDS:
+            close = difflib.get_close_matches(str(key), _BOARD_FIELDS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise CardError(f"{board_file}: unknown field {key!r}.{hint} Allowed fields: {', '.join(_BOARD_FIELDS)}")
+    for key in _BOARD_REQUIRED:
+        if key not in data:
+            raise CardError(f"{board_file}: missing required field {key!r}")
+
+    name = data["name"]  # a board's copy (--output) may lie in a folder of another name
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise fail("name", "lower-case letters, digits, '.', '_' or '-'")
+    description = data["description"]
+    if not isinstance(description, str) or not description.strip():
+        raise fail("description", "a non-empty string")
+
+    def is_int(value: Any, minimum: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    tasks = data["tasks"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks) or len(set(tasks)) != len(tasks):
+        raise fail("tasks", "a non-empty list of distinct task names")
+    known_tasks = task_names()
+    for task in tasks:
+        if task not in known_tasks:
+            raise fail("tasks", _known_names_hint("task", task, known_tasks))
+
+    explainer_specs_given = _components(data["explainers"], fail, "explainers", explainer_registry.names())
+    # records carry an explainer's `name`; a "package.module:Class" entry is known by its class's name
+    explainers: dict[str, dict[str, Any]] = {}
+    explainer_specs: dict[str, str] = {}
+    for spec, params in explainer_specs_given.items():
+        explainer_name = explainer_registry.get(spec).name if ":" in spec else spec
+        if explainer_name in explainers:
+            raise fail("explainers", f"distinct explainers; {spec!r} is explainer {explainer_name!r} again")
+        explainers[explainer_name], explainer_specs[explainer_name] = params, spec
+    metrics = _components(data["metrics"], fail, "metrics", metric_registry.names())
+    main_metric = data["main_metric"]
+    if main_metric not in metrics:
+        raise fail("main_metric", f"one of the board's metrics: {', '.join(metrics)}")
+
+    limit = data["limit"]
+    if is_int(limit, 1):
+        limits = {task: limit for task in tasks}
+    elif isinstance(limit, dict):
+        if set(limit) != set(tasks) or not all(is_int(value, 1) for value in limit.values()):
+            raise fail("limit", f"a positive integer, or a mapping from each board task ({', '.join(tasks)}) "
+                                "to a positive integer")
+        limits = {task: limit[task] for task in tasks}
+    else:
+        raise fail("limit", "a positive integer, or a mapping task -> positive integer")
+
+    batch_size = data.get("batch_size", 16)
+    if not is_int(batch_size, 1):
+        raise fail("batch_size", "a positive integer")
+    seed = data.get("seed", 0)
+    if not is_int(seed, 0):
+        raise fail("seed", "a non-negative integer")
+    model_kind = data.get("model_kind", "minilm")
+    if model_kind not in MODEL_KINDS:
+        raise fail("model_kind", f"one of {', '.join(MODEL_KINDS)}")
+    perturbation = data.get("perturbation", "remove")
+    if perturbation not in PERTURBATION_MODES:
+        raise fail("perturbation", f"one of {', '.join(PERTURBATION_MODES)}")
+    model = data.get("model")
+    if model is None:
+        models = {}
+    elif isinstance(model, str) and model.strip():
+        models = {task: model for task in tasks}
+    elif isinstance(model, dict) and set(model) <= set(tasks) and all(isinstance(v, str) and v.strip() for v in model.values()):
+        models = dict(model)
+    else:
+        raise fail("model", "a classifier folder (relative to the board folder) or hub id, or a mapping from some "
+                            f"of the board's tasks ({', '.join(tasks)}) to one; tasks without one use their reference model")
+
+    return BoardSpec(name=name, description=description.strip(), tasks=tuple(tasks), explainers=explainers,
+                     metrics=metrics, main_metric=main_metric, limits=limits, batch_size=batch_size, seed=seed,
+                     model_kind=model_kind, perturbation=perturbation, folder=folder, explainer_specs=explainer_specs,
+                     models=models)
+
+
+def _known_names_hint(kind: str, name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"known {kind} names; {name!r} is not one{hint}. Available: {', '.join(known)}"
+
+
+def _components(value: Any, fail: Callable[[str, str], CardError], key: str, known: Sequence[str]) -> dict[str, dict]:
+    """A list of names, or a mapping name -> parameters (a mapping, or empty), as name -> parameters."""
+    allowed = "a non-empty list of distinct names, or a mapping from names to parameter mappings"
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) for v in value) or len(set(value)) != len(value):
+            raise fail(key, allowed)
+        components = {name: {} for name in value}
+    elif isinstance(value, dict) and value:
+        if not all(isinstance(k, str) and (v is None or isinstance(v, dict)) for k, v in value.items()):
+            raise fail(key, allowed)
+        components = {name: dict(params or {}) for name, params in value.items()}
+    else:
+        raise fail(key, allowed)
+    kind = key.rstrip("s")
+    for name in components:
+        if name not in known and ":" not in name:  # "package.module:Class" names a third-party component
+            raise fail(key, _known_names_hint(kind, name, known))
+    return components
