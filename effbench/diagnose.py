@@ -41,7 +41,7 @@ def diagnose(model: ClassifierAdapter, examples: Sequence[Example], batch_size: 
     import torch
     from tqdm.auto import tqdm
 
-    from effbench.explainers.attention import effective_rows, head_bases
+    from effbench.explainers.attention import effective_rows, head_bases, readout_spans
     from effbench.explainers.efficient import efficient_rows
 
     heads = list(range(model.num_heads))
@@ -52,15 +52,16 @@ def diagnose(model: ClassifierAdapter, examples: Sequence[Example], batch_size: 
         lengths = batch.attention_mask.sum(1).tolist()
         forward = model.batch_forward(batch)
         for layer in range(model.num_layers):
-            probs = forward.attentions[layer][:, :, :1].double().cpu().numpy()
-            raw = [probs[example, :, :, :n] for example, n in enumerate(lengths)]
-            bases = head_bases(model, forward, layer, lengths, heads)
+            probs = forward.attentions[layer].double().cpu().numpy()
+            spans = readout_spans(model, layer, lengths)
+            raw = [probs[example][:, [model.readout_position(lengths[example])], start:stop] for example, start, stop in spans]
+            bases = head_bases(model, forward, layer, spans, heads)
             sparse = efficient_rows(bases, raw, canonical="sparse")
             minnorm = efficient_rows(bases, raw, canonical="minnorm")
             effective = effective_rows(bases, raw)
             collected = measures[layer]
-            for example, n in enumerate(lengths):
-                _collect(collected, n, bases.with_ones[example], raw[example][:, 0], sparse[example][:, 0],
+            for example, (_, start, stop) in enumerate(spans):
+                _collect(collected, stop - start, bases.with_ones[example], raw[example][:, 0], sparse[example][:, 0],
                          minnorm[example][:, 0], effective[example][:, 0])
     rows = [_summary(str(layer), collected) for layer, collected in measures.items()]
     pooled: dict[str, list[float]] = {}
