@@ -159,6 +159,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                             causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
                             decoder_head="score"),
+    "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
+                               window=_window_of_sliding_layers),
 }
 
 
@@ -167,6 +169,8 @@ def architecture_of(config) -> Architecture:
     architecture = ARCHITECTURES.get(config.model_type)
     if architecture is None:
         raise EffbenchError(f"model type {config.model_type!r} is not supported; supported: {', '.join(sorted(ARCHITECTURES))}")
+    if getattr(config, "classifier_pooling", "cls") != "cls":  # ModernBERT may pool the mean: no one token is read
+        raise EffbenchError(f"classifier_pooling={config.classifier_pooling!r} is not supported; effbench reads classifiers that pool 'cls'")
     return architecture
 
 
