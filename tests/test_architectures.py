@@ -322,3 +322,45 @@ def test_mask_mode_uses_unk_or_is_refused_when_unk_is_a_special_token_the_model_
     with pytest.raises(EffbenchError, match="needs a mask token"):
         gpt2.leave_one_out(batch, mode="mask")
     assert len(gpt2.leave_one_out(batch, mode="remove")) == 2
+
+
+# ---- end to end, from a folder saved with save_pretrained ---------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_run_and_diagnose_end_to_end_from_a_saved_model(model_type, toy_env, tmp_path, capsys):
+    import json
+
+    from effbench.cli import main
+    from tiny_architectures import tiny_classifier
+
+    model, tokenizer = tiny_classifier(model_type)
+    folder = tmp_path / model_type
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    code = main(["run", "--task", "toy", "--model", str(folder), "--quiet", "--format", "json", "--limit", "4",
+                 "--explainer", "efficient_attention", "--explainer", "raw_attention", "--explainer", "integrated_gradients",
+                 "--metric", "necessity", "--metric", "sufficiency", "--output", str(tmp_path / "runs")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    records = json.loads(captured.out)
+    assert [record["explainer"]["name"] for record in records] == ["efficient_attention", "raw_attention", "integrated_gradients"]
+    assert all(set(record["results"]) == {"necessity", "sufficiency"} for record in records)
+    code = main(["diagnose", "--task", "toy", "--model", str(folder), "--limit", "4", "--quiet", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = json.loads(captured.out)["layers"]
+    assert rows[-1]["layer"] == "all" and rows[-1]["pairs"] == 4 * 4 * 2
+    assert ("first-token mass raw" in rows[-1]) == (model_type in DECODERS)
+
+
+def test_diagnose_reports_first_token_mass_for_decoders(decoder):
+    from effbench.diagnose import diagnose
+
+    rows = diagnose(decoder, examples_of(LONG_TEXTS + SHORT_TEXTS), batch_size=2, progress=False)
+    for row in rows:
+        for column in ("first-token mass raw", "first-token mass sparse", "first-token mass minnorm"):
+            assert 0 <= row[column] <= 1
+    full_layers = [layer for layer in range(decoder.num_layers) if decoder.architecture.window(decoder.model.config, layer) is None]
+    if full_layers:  # (Mistral's windows of 24 keep the first token out of the long inputs' readout rows)
+        assert any(rows[layer]["first-token mass raw"] != rows[layer]["first-token mass sparse"] for layer in full_layers)
