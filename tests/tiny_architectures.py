@@ -10,7 +10,7 @@ its eos (so `mask` perturbations are refused), the Llama family's adds <s> and h
 
 from __future__ import annotations
 
-ENCODERS = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "modernbert"]
+ENCODERS = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert", "deberta-v2", "modernbert"]
 DECODERS = ["gpt2", "llama", "qwen2", "mistral"]
 ARCHITECTURES = ENCODERS + DECODERS
 
@@ -89,6 +89,8 @@ def tiny_classifier(model_type: str, seed: int = 0):
         "distilbert": lambda: transformers.DistilBertConfig(dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=INTERMEDIATE,
                                                             max_position_embeddings=256, **common),
         "albert": lambda: transformers.AlbertConfig(embedding_size=32, num_hidden_groups=1, inner_group_num=1, **encoder),
+        "deberta-v2": lambda: transformers.DebertaV2Config(**encoder, relative_attention=True, position_buckets=32,
+                                                           pos_att_type=["p2c", "c2p"], max_relative_positions=64),
         "modernbert": lambda: transformers.ModernBertConfig(
             **{**encoder, "max_position_embeddings": 256}, global_attn_every_n_layers=2, local_attention=48,
             classifier_pooling="cls", cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id),

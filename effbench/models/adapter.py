@@ -159,6 +159,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                             causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
                             decoder_head="score"),
+    "deberta-v2": Architecture("DeBERTa-v2/v3", layers="encoder.layer", output_projection="attention.output.dense",
+                               embeddings="embeddings", attention_interface=False, attention_module="attention.self"),
     "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
                                window=_window_of_sliding_layers),
 }
@@ -178,6 +180,34 @@ def _attribute(root, path: str):
     for name in path.split("."):
         root = getattr(root, name)
     return root
+
+
+def _hook_attention_module(module) -> None:
+    """Capture and override the probabilities of an attention module that bypasses `AttentionInterface`
+    (DeBERTa-v2's disentangled attention: called as (hidden_states, attention_mask, output_attentions,
+    ...), it returns (context [B, N, H*d_h], probabilities [B, H, N, N] or None))."""
+    requested: list[bool] = []
+
+    def before(module, args, kwargs):
+        requested.append(bool(args[2]) if len(args) > 2 else bool(kwargs.get("output_attentions", False)))
+        if len(args) > 2:
+            return (*args[:2], True, *args[3:]), kwargs
+        return args, {**kwargs, "output_attentions": True}
+
+    def after(module, args, kwargs, output):
+        context, probs = output
+        batch, tokens = context.shape[:2]
+        heads = probs.shape[1]
+        value = module.value_proj(args[0]).view(batch, tokens, heads, -1).transpose(1, 2)
+        layer = _calls.next_layer(value)
+        replaced = _calls.override(layer, probs, value)
+        if replaced is not None:
+            probs, head_outputs = replaced
+            context = head_outputs.transpose(1, 2).reshape(batch, tokens, -1)
+        return context, (probs if requested.pop() else None)
+
+    module.register_forward_pre_hook(before, with_kwargs=True)
+    module.register_forward_hook(after, with_kwargs=True)
 
 
 @dataclass(frozen=True)
@@ -209,7 +239,11 @@ class ClassifierAdapter:
         self.device = torch.device(device)
         self.num_layers = config.num_hidden_layers
         self._layers = self._find_layers()
-        self.model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
+        if self.architecture.attention_interface:
+            self.model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
+        else:
+            for layer in self._layers:
+                _hook_attention_module(_attribute(layer, self.architecture.attention_module))
         # every forward pass counts its attention calls from 0: the count is the layer index
         self.model.base_model.register_forward_pre_hook(lambda module, args: setattr(_calls, "count", 0))
         self.num_heads = config.num_attention_heads
