@@ -34,7 +34,7 @@ def test_head_transfers_reproduce_the_attention_output(tiny_adapter, tiny_exampl
     hook = dense.register_forward_hook(lambda module, inputs, output: captured.setdefault("out", output))
     tiny_adapter.forward(batch.input_ids, batch.attention_mask)
     hook.remove()
-    transfers = tiny_adapter.head_transfers(layer, out.hidden_states[layer])
+    transfers = tiny_adapter.head_transfers(layer, out)
     rebuilt = torch.einsum("bhij,bhjd->bid", out.attentions[layer], transfers) + dense.bias
     assert torch.allclose(rebuilt, captured["out"], atol=1e-5)
 
@@ -71,15 +71,17 @@ def test_minilm_loads_with_eager_attention(minilm_adapter):
     assert len(out.attentions) == 6
 
 
-def test_non_bert_models_get_a_clear_error():
+def test_an_unsupported_architecture_gets_a_one_line_error_listing_the_supported_ones():
     import transformers
 
     from effbench.models.adapter import ClassifierAdapter
 
-    config = transformers.DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=2)
-    model = transformers.DistilBertForSequenceClassification(config)
-    with pytest.raises(EffbenchError, match="not supported"):
-        ClassifierAdapter(model, tokenizer=None, max_length=16, name="distil")
+    config = transformers.OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    ffn_dim=32, word_embed_proj_dim=16, num_labels=2)
+    model = transformers.OPTForSequenceClassification(config)
+    with pytest.raises(EffbenchError, match=r"model type 'opt' is not supported; supported: .*bert.*gpt2.*llama") as error:
+        ClassifierAdapter(model, tokenizer=None, max_length=16, name="opt")
+    assert "\n" not in str(error.value)
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from effbench.explainers import get_explainer
-from effbench.explainers.attention import effective_rows, head_bases
+from effbench.explainers.attention import effective_rows, full_spans, head_bases
 from effbench.explainers.efficient import ConstrainedRows, efficient_rows, solve_minnorm, solve_sparse
 from effbench.types import Example
 
@@ -83,7 +83,7 @@ def efficient_layers(adapter, batch, canonical: str, *, all_layers: bool):
     layers = range(adapter.num_layers) if all_layers else [adapter.num_layers - 1]
     replaced = {}
     for layer in layers:
-        bases = head_bases(adapter, forward, layer, lengths, heads)
+        bases = head_bases(adapter, forward, layer, full_spans(lengths), heads)
         rows = layer_rows(adapter, forward, layer, lengths, all_queries=all_layers)
         replaced[layer] = (rows, efficient_rows(bases, rows, canonical=canonical), bases)
     return forward, replaced
@@ -209,7 +209,7 @@ def test_efficient_equals_raw_when_rank_is_n(adapter, canonical):
     with torch.no_grad():
         forward = adapter.forward(batch.input_ids, batch.attention_mask)
     layer = adapter.num_layers - 1
-    bases = head_bases(adapter, forward, layer, lengths, list(range(adapter.num_heads)))
+    bases = head_bases(adapter, forward, layer, full_spans(lengths), list(range(adapter.num_heads)))
     assert all(basis.shape == (n, n) for n, example in zip(lengths, bases.with_ones) for basis in example)
     rows = layer_rows(adapter, forward, layer, lengths, all_queries=True)
     for raw, efficient in zip(rows, efficient_rows(bases, rows, canonical=canonical)):
@@ -230,9 +230,9 @@ def test_effective_attention_is_the_projection_onto_col_T_and_changes_no_logit(a
     eps = torch.finfo(adapter.dtype).eps
     for layer in range(adapter.num_layers):
         rows = layer_rows(adapter, forward, layer, lengths, all_queries=True)
-        effective = effective_rows(head_bases(adapter, forward, layer, lengths, heads), rows)
+        effective = effective_rows(head_bases(adapter, forward, layer, full_spans(lengths), heads), rows)
         with torch.no_grad():
-            transfers = adapter.head_transfers(layer, forward.hidden_states[layer]).double().numpy()
+            transfers = adapter.head_transfers(layer, forward).double().numpy()
         for b, n in enumerate(lengths):
             for h in heads:
                 T = transfers[b, h, :n]
@@ -282,7 +282,7 @@ def test_the_batched_simplex_matches_highs_and_falls_back_to_it(sharp_tiny_adapt
     lengths = lengths_of(batch)
     with torch.no_grad():
         forward = tiny_adapter.forward(batch.input_ids, batch.attention_mask)
-    bases = head_bases(tiny_adapter, forward, 0, lengths, list(range(tiny_adapter.num_heads)))
+    bases = head_bases(tiny_adapter, forward, 0, full_spans(lengths), list(range(tiny_adapter.num_heads)))
     rows = layer_rows(tiny_adapter, forward, 0, lengths, all_queries=True)
     batched = efficient_rows(bases, rows, lp_solver="batched")
     highs = efficient_rows(bases, rows, lp_solver="highs")

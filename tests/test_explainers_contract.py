@@ -190,7 +190,7 @@ def test_attention_norm_weights_each_transformed_vector(tiny_adapter, tiny_examp
     batch = tiny_adapter.make_batch(tiny_examples)
     with torch.no_grad():
         forward = tiny_adapter.forward(batch.input_ids, batch.attention_mask)
-        values = tiny_adapter.value_vectors(1, forward.hidden_states[1])  # [B, H, N, d_h]
+        values = tiny_adapter.value_vectors(1, forward)  # [B, H, N, d_h]
     projection = tiny_adapter.head_output_projection(1)  # [H, d_h, D]
     head = 3
     lengths = (values[:, head] @ projection[head]).norm(dim=-1)  # ||T_j|| for that head

@@ -116,14 +116,16 @@ def test_mask_replaces_the_chosen_tokens_by_the_mask_token(sensitive_adapter, ba
 
 
 def test_mask_falls_back_to_unk_and_fails_clearly_without_either():
-    def model_with(mask, unk):
-        return SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=0, mask_token_id=mask, unk_token_id=unk))
+    def model_with(mask, unk, eos=None):
+        return SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=0, mask_token_id=mask, unk_token_id=unk, eos_token_id=eos))
 
     assert PerturbationEngine(model_with(None, 7), mode="mask").mask_token_id == 7
     assert PerturbationEngine(model_with(5, 7), mode="mask").mask_token_id == 5
-    engine = PerturbationEngine(model_with(None, None), mode="mask")
-    with pytest.raises(EffbenchError, match="needs a tokenizer with a mask or unk token"):
-        engine.probabilities(None, [], mode="mask")
+    for refused in (model_with(None, None), model_with(None, 7, eos=7)):  # GPT-2: unk is eos, which the model reads
+        engine = PerturbationEngine(refused, mode="mask")
+        with pytest.raises(EffbenchError, match="needs a mask token"):
+            engine.probabilities(None, [], mode="mask")
+        assert engine._resolve_mode("remove") == "remove"  # remove always works
 
 
 def test_special_tokens_and_padding_cannot_be_perturbed(sensitive_adapter, batch):

@@ -4,17 +4,19 @@ attention norms.
 `raw_attention`, `attention_rollout`, `effective_attention` and `efficient_attention` share one readout
 (`AttentionReadout`): they differ only in the matrix rows they read (`transform_rows`).
 
-- readout `cls`: the chosen layer's query row of the first token ([CLS]), averaged over the chosen heads;
+- readout `cls`: the chosen layer's query row of the token the classifier reads (the first token, [CLS],
+  for encoders; the last real token for decoders), averaged over the chosen heads;
 - readout `rollout`: Abnar & Zuidema (2020): prod_l (0.5 I + 0.5 mean_h A_l) over layers 0..layer, its
-  [CLS] row.
+  readout row.
 
-Each example's matrices are restricted to its n real tokens; padding is never part of a row.
+Each example's matrices are restricted to its n real tokens; padding is never part of a row. Each row's
+C(a) lives on the tokens that row may attend to (all, its causal prefix, or its window).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,25 +48,46 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+# one basis job: (example, start, stop): the positions [start, stop) of the example that its rows may attend to
+Span = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class HeadBases:
-    """For one layer and every example of a batch, per chosen head (`heads`, in that order):
+    """For one layer and a list of spans (`spans`: example, start, stop), per chosen head (`heads`, in
+    that order):
 
-    `column[b][i]` [n_b, r] an orthonormal basis of col(T) (r = rank(T)), and `with_ones[b][i]` [n_b, m]
-    one of col([T | 1]) (m = rank([T | 1])): U_r, then the normalised part of 1 outside col(T) where
-    it is not in col(T). T = V W_O^h is what each token sends into the residual stream through head h.
+    `column[s][i]` [n_s, r] an orthonormal basis of col(T) over the span's n_s tokens (r = rank(T)), and
+    `with_ones[s][i]` [n_s, m] one of col([T | 1]) (m = rank([T | 1])): U_r, then the normalised part of 1
+    outside col(T) where it is not in col(T). T = V W_O^h is what each token sends into the residual
+    stream through head h; a row that may attend to the span's tokens only has its C(a) there.
     """
 
     heads: list[int]
+    spans: list[Span]
     column: list[list[np.ndarray]]
     with_ones: list[list[np.ndarray]]
 
 
+def full_spans(lengths: list[int]) -> list[Span]:
+    """Each example's span of all its real tokens."""
+    return [(example, 0, n) for example, n in enumerate(lengths)]
+
+
+def readout_spans(model: ClassifierAdapter, layer: int, lengths: list[int]) -> list[Span]:
+    """Each example's span of the tokens its readout row (the row the classifier's token reads) may attend to."""
+    spans = []
+    for example, n in enumerate(lengths):
+        start, stop = model.key_span(layer, model.readout_position(n), n)
+        spans.append((example, start, stop))
+    return spans
+
+
 @one_thread()
 @torch.inference_mode()
-def head_bases(model: ClassifierAdapter, forward: ForwardOutput, layer: int, lengths: list[int],
+def head_bases(model: ClassifierAdapter, forward: ForwardOutput, layer: int, spans: list[Span],
                heads: list[int]) -> HeadBases:
-    """Orthonormal bases of col(T) and col([T | 1]) per example and head, in float64.
+    """Orthonormal bases of col(T) and col([T | 1]) per span and head, in float64.
 
     rank(T) counts the singular values above s_max * max(n, d) * eps, with eps that of the dtype the
     model ran in (the spec: float64's eps would count float32 rounding noise as rank). 1 counts as
@@ -74,13 +97,21 @@ def head_bases(model: ClassifierAdapter, forward: ForwardOutput, layer: int, len
     singular values and left singular vectors of K = V R^T [n, d_h]. With K = Q_K R_K, those are the
     square roots of the eigenvalues of R_K^T R_K (accurate to ~1e-8 s_max in float64, far below the
     tolerance), and where K has full column rank (the usual case) Q_K is the basis; otherwise the
-    head's basis comes from an SVD of K. All examples and heads are factorised in one batch, padding
-    rows set to zero (they stay zero in Q_K).
+    head's basis comes from an SVD of K. All spans and heads are factorised in one batch, each span's
+    tokens first and padding rows set to zero (they stay zero in Q_K).
     """
     eps = torch.finfo(model.dtype).eps
     with torch.no_grad():
-        values = model.value_vectors(layer, forward.hidden_states[layer])[:, heads].double().cpu()  # [B, H', N, d_h]
+        all_values = model.value_vectors(layer, forward)[:, heads].double().cpu()  # [B, H', N, d_h]
         projection = model.head_output_projection(layer)[heads].double().cpu()  # [H', d_h, d]
+    width = all_values.shape[2]
+    lengths = [stop - start for _, start, stop in spans]
+    if all(start == 0 for _, start, _ in spans) and [example for example, _, _ in spans] == list(range(len(all_values))):
+        values = all_values
+    else:
+        values = torch.zeros((len(spans), *all_values.shape[1:]), dtype=torch.float64)
+        for index, (example, start, stop) in enumerate(spans):
+            values[index, :, : stop - start] = all_values[example, :, start:stop]
     batch, head_count, width, head_dim = values.shape
     d = projection.shape[-1]
     real = torch.arange(width) < torch.tensor(lengths).unsqueeze(1)  # [B, N]
@@ -117,7 +148,7 @@ def head_bases(model: ClassifierAdapter, forward: ForwardOutput, layer: int, len
             np.column_stack([basis, unit[example, position, :n]]) if adds_one[example, position] else basis
             for position, basis in enumerate(example_column)
         ])
-    return HeadBases(heads=heads, column=column, with_ones=with_ones)
+    return HeadBases(heads=heads, spans=spans, column=column, with_ones=with_ones)
 
 
 def parse_heads(heads: Any, num_heads: int | None = None, *, all_name: str = "mean") -> list[int] | None:
@@ -180,24 +211,55 @@ class AttentionReadout(Explainer):
 
     def layer_rows(self, model: ClassifierAdapter, forward: ForwardOutput, layer: int, lengths: list[int],
                    heads: list[int], *, all_queries: bool) -> list[np.ndarray]:
-        """The rows this explainer reads at `layer`: per example [H', q, n] (q = 1, the [CLS] row, or n)."""
-        with one_thread():
-            queries = forward.attentions[layer][:, :, : (None if all_queries else 1)]
-            probs = queries[:, heads].detach().double().cpu().numpy()
-            rows = [probs[example, :, : (n if all_queries else 1), :n] for example, n in enumerate(lengths)]
-            bases = head_bases(model, forward, layer, lengths, heads) if self.needs_bases else None
-            return self.transform_rows(model, bases, rows)
+        """The rows this explainer reads at `layer`: per example [H', q, n] (q = 1, the readout row, or n)."""
+        transform = (lambda bases, rows: self.transform_rows(model, bases, rows)) if self.needs_bases else None
+        return attention_rows(model, forward, layer, lengths, heads, all_queries=all_queries, transform=transform)
 
     def rollout(self, model: ClassifierAdapter, forward: ForwardOutput, last_layer: int, lengths: list[int],
                 heads: list[int]) -> list[np.ndarray]:
-        """The [CLS] row of prod_l (0.5 I + 0.5 mean_h A_l), layers 0..last_layer, per example."""
+        """The readout row of prod_l (0.5 I + 0.5 mean_h A_l), layers 0..last_layer, per example."""
         products = [np.eye(n) for n in lengths]
         for layer in range(last_layer + 1):
             rows = self.layer_rows(model, forward, layer, lengths, heads, all_queries=True)
             for example, example_rows in enumerate(rows):
                 mixed = 0.5 * np.eye(lengths[example]) + 0.5 * example_rows.mean(0)
                 products[example] = mixed @ products[example]
-        return [product[0] for product in products]
+        return [product[model.readout_position(n)] for product, n in zip(products, lengths)]
+
+
+RowTransform = Callable[[HeadBases, list[np.ndarray]], list[np.ndarray]]
+_SPANS_PER_SOLVE = 64  # spans factorised together: bounds memory when every causal row has its own span
+
+
+def attention_rows(model: ClassifierAdapter, forward: ForwardOutput, layer: int, lengths: list[int],
+                   heads: list[int], *, all_queries: bool, transform: RowTransform | None = None) -> list[np.ndarray]:
+    """Attention rows of `layer`, per example [H', q, n] over its n real tokens: q = 1 (the readout
+    row) or q = n (every row), optionally transformed (efficient, effective rows).
+
+    A row's C(a) lives on the tokens it may attend to (`model.key_span`): all of them, its prefix or
+    its window. Rows of an example with the same span share one basis; `transform(bases, rows)` gets
+    the rows cut to their span ([H', q_s, n_s] per span) and returns rows of the same shapes, which go
+    back to their place (zero outside the span).
+    """
+    with one_thread():
+        probs = forward.attentions[layer][:, heads].detach().double().cpu().numpy()
+        results, jobs = [], []  # jobs: (span, the slots of its rows in the result, their query positions)
+        for example, n in enumerate(lengths):
+            queries = list(range(n)) if all_queries else [model.readout_position(n)]
+            results.append(np.zeros((len(heads), len(queries), n)))
+            by_span: dict[tuple[int, int], list[int]] = {}
+            for slot, query in enumerate(queries):
+                by_span.setdefault(model.key_span(layer, query, n), []).append(slot)
+            for (start, stop), slots in by_span.items():
+                jobs.append(((example, start, stop), slots, [queries[slot] for slot in slots]))
+        for first in range(0, len(jobs), _SPANS_PER_SOLVE):
+            chunk = jobs[first: first + _SPANS_PER_SOLVE]
+            rows = [probs[example][:, positions, start:stop] for (example, start, stop), _, positions in chunk]
+            if transform is not None:
+                rows = transform(head_bases(model, forward, layer, [span for span, _, _ in chunk], heads), rows)
+            for ((example, start, stop), slots, _), span_rows in zip(chunk, rows):
+                results[example][:, slots, start:stop] = span_rows
+        return results
 
 
 class RawAttention(AttentionReadout):
@@ -261,7 +323,7 @@ def effective_rows(bases: HeadBases, rows: list[np.ndarray]) -> list[np.ndarray]
 
 
 class AttentionNorm(Explainer):
-    """Kobayashi et al. (2020): the norm of the weighted transformed vectors at the [CLS] query,
+    """Kobayashi et al. (2020): the norm of the weighted transformed vectors at the readout query ([CLS]),
     || sum_{h in heads} a^h_{0j} T^h_j || with T^h_j = (x_j W_V^h + b_V^h) W_O^h, at the chosen layer.
 
     As in the paper's analysis of a whole attention layer, the heads' weighted vectors are summed
@@ -290,6 +352,9 @@ class AttentionNorm(Explainer):
         heads = parse_heads(self.params["heads"], model.num_heads, all_name="all") or list(range(model.num_heads))
         forward = model.batch_forward(batch)
         with torch.no_grad():
-            transfers = model.head_transfers(layer, forward.hidden_states[layer])[:, heads]  # [B, H', N, D]
-            weights = forward.attentions[layer][:, heads, 0, :]  # [B, H', N], zero on padding
+            transfers = model.head_transfers(layer, forward)[:, heads]  # [B, H', N, D]
+            lengths = batch.attention_mask.sum(1).tolist()
+            readout = torch.tensor([model.readout_position(n) for n in lengths], device=transfers.device)
+            rows = forward.attentions[layer][torch.arange(len(lengths)), :, readout]  # [B, H, N], zero on padding
+            weights = rows[:, heads]
             return torch.einsum("bhn,bhnd->bnd", weights, transfers).norm(dim=-1)

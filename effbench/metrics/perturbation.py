@@ -5,7 +5,8 @@ Every metric that needs forward passes asks this engine, never the model. A pert
 so special tokens ([CLS], [SEP]) always stay. Modes:
 
 - `remove`: delete the token ids and re-pack the sequence (on ids, no decode and re-tokenise).
-- `mask`: replace the ids by the tokenizer's mask token (its unk token if it has none).
+- `mask`: replace the ids by the tokenizer's mask token; without one, by its unk token unless that is
+  also a special token the model relies on (GPT-2's unk is its eos); else `mask` is refused.
 
 All pending perturbations of a request, across examples, are deduplicated, sorted by length and run in
 chunks of at most `max_batch_tokens` (padded) tokens; the full inputs join the first request on a batch.
@@ -32,6 +33,16 @@ Perturbation = tuple[int, frozenset[int]]
 CacheKey = tuple[tuple[int, ...], str, frozenset[int]]
 
 DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+def mask_token_id(tokenizer) -> int | None:
+    """The token `mask` perturbations write: the mask token; without one, the unk token unless it is also
+    a token the model relies on (BOS, EOS, padding, CLS, SEP: GPT-2's unk is its eos); else None."""
+    if tokenizer.mask_token_id is not None:
+        return tokenizer.mask_token_id
+    relied_on = {getattr(tokenizer, f"{name}_token_id", None) for name in ("bos", "eos", "pad", "cls", "sep")}
+    unknown = tokenizer.unk_token_id
+    return unknown if unknown is not None and unknown not in relied_on else None
 
 
 def _full_inputs(batch: Batch) -> list[Perturbation]:
@@ -67,7 +78,7 @@ class PerturbationEngine:
         self.max_batch_tokens = max_batch_tokens
         tokenizer = model.tokenizer
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.mask_token_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+        self.mask_token_id = mask_token_id(tokenizer)
         self.forward_calls = 0
         self.sequences_evaluated = 0
         self.chunk_log: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -136,7 +147,8 @@ class PerturbationEngine:
         if mode not in PERTURBATION_MODES:
             raise EffbenchError(f"perturbation mode must be one of {', '.join(PERTURBATION_MODES)}, got {mode!r}")
         if mode == "mask" and self.mask_token_id is None:
-            raise EffbenchError("mode 'mask' needs a tokenizer with a mask or unk token; this one has neither: use mode 'remove'")
+            raise EffbenchError("mode 'mask' needs a mask token, or an unk token that is no special token the model relies on; "
+                                "this tokenizer has neither: use mode 'remove'")
         return mode
 
     def _prepare(self, batch: Batch) -> _PreparedBatch:

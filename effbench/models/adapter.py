@@ -1,15 +1,22 @@
 """The model adapter: one sequence classifier and what explainers need from inside it.
 
-It wraps any `AutoModelForSequenceClassification` of the BERT family (BERT, RoBERTa, ELECTRA, MiniLM:
-models whose layers are `encoder.layer[l].attention.{self.value, output.dense}`), forces an
-attention implementation that returns attention probabilities, and exposes logits, input embeddings,
-attention probabilities, value vectors and each head's slice of the output projection.
+One adapter serves every supported architecture. What differs between families is declared once, in
+`ARCHITECTURES` (a table keyed by `config.model_type`): where layer l's attention output projection
+lives, which module is the embedding layer, whether rows are causal or windowed, whether key/value
+heads are grouped, which token the classifier reads, whether layers are shared. The explainers read
+the adapter and never branch on the model type.
+
+Attention probabilities and value vectors are captured where the model computes them: in effbench's
+registered `AttentionInterface` function for every model that uses the interface, and by hooks on the
+attention module for DeBERTa-v2, whose disentangled attention does not. The layer index is the order
+of the attention calls in one forward pass, so that ALBERT's one shared layer module is told apart.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +25,6 @@ import torch
 import transformers
 from transformers import AttentionInterface, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
-from transformers.models.bert.modeling_bert import eager_attention_forward
 
 from effbench.errors import EffbenchError
 from effbench.types import Batch, Example
@@ -27,15 +33,45 @@ ATTENTION_IMPLEMENTATION = "effbench_eager"
 
 # (layer index, attention probabilities [B, H, N, N]) -> replacement probabilities of the same shape
 AttentionOverride = Callable[[int, torch.Tensor], torch.Tensor]
-_active_override: list[AttentionOverride] = []
+
+
+class _AttentionCalls:
+    """What the attention calls of the forward pass in progress see: the call count (the layer index),
+    the active overrides, and, when capturing, the value vectors of each call."""
+
+    def __init__(self):
+        self.count = 0
+        self.overrides: list[AttentionOverride] = []
+        self.values: list[torch.Tensor] | None = None
+
+    def next_layer(self, value: torch.Tensor) -> int:
+        layer = self.count
+        self.count += 1
+        if self.values is not None:
+            self.values.append(value.detach())
+        return layer
+
+    def override(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The replaced probabilities and the head outputs [B, H, N, d_h] they give, or None without an override."""
+        if not self.overrides:
+            return None
+        probs = self.overrides[-1](layer, probs)
+        grouped = value.repeat_interleave(probs.shape[1] // value.shape[1], dim=1)  # a key/value head per query head
+        return probs, torch.matmul(probs, grouped)
+
+
+_calls = _AttentionCalls()
 
 
 def _effbench_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Eager attention whose probabilities an `attention_override` context may replace."""
-    output, probs = eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
-    if _active_override:
-        probs = _active_override[-1](module.layer_idx, probs)
-        output = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    """The model's own eager attention, whose probabilities an `attention_override` context may replace."""
+    eager = sys.modules[type(module).__module__].eager_attention_forward
+    output, probs = eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    layer = _calls.next_layer(value)
+    replaced = _calls.override(layer, probs, value)
+    if replaced is not None:
+        probs, head_outputs = replaced
+        output = head_outputs.transpose(1, 2).contiguous()
     return output, probs
 
 
@@ -51,11 +87,139 @@ class _EmbeddingCaptured(Exception):
     """Stops a forward pass once the embedding layer's output is captured."""
 
 
+# ---- one description per architecture ----------------------------------------------------------
+
+
+def _no_window(config, layer: int) -> int | None:
+    return None
+
+
+def _window_of_sliding_layers(config, layer: int) -> int | None:
+    """`config.sliding_window` on the layers `config.layer_types` marks as sliding (Qwen2, Qwen3, ModernBERT)."""
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and layer_types[layer] == "sliding_attention":
+        return config.sliding_window
+    return None
+
+
+def _window_of_every_layer(config, layer: int) -> int | None:
+    """`config.sliding_window` on every layer, when set (Mistral)."""
+    return getattr(config, "sliding_window", None)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Where one family keeps what effbench reads; paths are attribute paths ("a.b.c").
+
+    - `layers`: from the base model, the list of layers (ALBERT: its layer groups, `shared_layers`);
+    - `output_projection`: from a layer, the attention output projection W_O (a Linear, or a GPT-2
+      Conv1D when `conv1d_projection`, whose weight is stored transposed);
+    - `embeddings`: from the base model, the embedding layer (its output is the first layer's input);
+    - `causal`: query i attends to tokens 0..i; `window(config, layer)`: the sliding window of layer l
+      (None: none): causal rows see their last `window` tokens, bidirectional rows those within
+      `window` positions either side;
+    - `grouped_query`: query heads share `config.num_key_value_heads` key/value heads;
+    - `readout`: the token the classifier reads: `first` ([CLS], <s>) or `last` (the last non-padding
+      token; decoders, whose logits the adapter reads there itself with the `decoder_head` module);
+    - `attention_interface`: the model calls `AttentionInterface` (else `attention_module`, from a
+      layer, is hooked: DeBERTa-v2).
+    """
+
+    family: str
+    layers: str
+    output_projection: str
+    embeddings: str
+    conv1d_projection: bool = False
+    causal: bool = False
+    window: Callable[[object, int], int | None] = _no_window
+    grouped_query: bool = False
+    readout: str = "first"
+    decoder_head: str | None = None
+    attention_interface: bool = True
+    attention_module: str | None = None
+    shared_layers: bool = False
+
+
+_BERT_FAMILY = Architecture("BERT family", layers="encoder.layer", output_projection="attention.output.dense",
+                            embeddings="embeddings")
+_DECODER = Architecture("Llama family", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
+                        causal=True, grouped_query=True, readout="last", decoder_head="score")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": _BERT_FAMILY,
+    "roberta": _BERT_FAMILY,
+    "xlm-roberta": _BERT_FAMILY,
+    "electra": _BERT_FAMILY,
+    "distilbert": Architecture("DistilBERT", layers="transformer.layer", output_projection="attention.out_lin",
+                               embeddings="embeddings"),
+    "albert": Architecture("ALBERT", layers="encoder.albert_layer_groups", output_projection="attention.dense",
+                           embeddings="embeddings", shared_layers=True),
+    "gpt2": Architecture("GPT-2", layers="h", output_projection="attn.c_proj", conv1d_projection=True,
+                         embeddings="drop", causal=True, readout="last", decoder_head="score"),
+    "llama": _DECODER,
+    "qwen2": Architecture("Qwen2", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
+                          causal=True, window=_window_of_sliding_layers, grouped_query=True, readout="last",
+                          decoder_head="score"),
+    "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
+                            causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
+                            decoder_head="score"),
+    "deberta-v2": Architecture("DeBERTa-v2/v3", layers="encoder.layer", output_projection="attention.output.dense",
+                               embeddings="embeddings", attention_interface=False, attention_module="attention.self"),
+    "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
+                               window=_window_of_sliding_layers),
+}
+
+
+def architecture_of(config) -> Architecture:
+    """The description of `config.model_type`, or a one-line error that lists the supported ones."""
+    architecture = ARCHITECTURES.get(config.model_type)
+    if architecture is None:
+        raise EffbenchError(f"model type {config.model_type!r} is not supported; supported: {', '.join(sorted(ARCHITECTURES))}")
+    if getattr(config, "classifier_pooling", "cls") != "cls":  # ModernBERT may pool the mean: no one token is read
+        raise EffbenchError(f"classifier_pooling={config.classifier_pooling!r} is not supported; effbench reads classifiers that pool 'cls'")
+    return architecture
+
+
+def _attribute(root, path: str):
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
+
+
+def _hook_attention_module(module) -> None:
+    """Capture and override the probabilities of an attention module that bypasses `AttentionInterface`
+    (DeBERTa-v2's disentangled attention: called as (hidden_states, attention_mask, output_attentions,
+    ...), it returns (context [B, N, H*d_h], probabilities [B, H, N, N] or None))."""
+    requested: list[bool] = []
+
+    def before(module, args, kwargs):
+        requested.append(bool(args[2]) if len(args) > 2 else bool(kwargs.get("output_attentions", False)))
+        if len(args) > 2:
+            return (*args[:2], True, *args[3:]), kwargs
+        return args, {**kwargs, "output_attentions": True}
+
+    def after(module, args, kwargs, output):
+        context, probs = output
+        batch, tokens = context.shape[:2]
+        heads = probs.shape[1]
+        value = module.value_proj(args[0]).view(batch, tokens, heads, -1).transpose(1, 2)
+        layer = _calls.next_layer(value)
+        replaced = _calls.override(layer, probs, value)
+        if replaced is not None:
+            probs, head_outputs = replaced
+            context = head_outputs.transpose(1, 2).reshape(batch, tokens, -1)
+        return context, (probs if requested.pop() else None)
+
+    module.register_forward_pre_hook(before, with_kwargs=True)
+    module.register_forward_hook(after, with_kwargs=True)
+
+
 @dataclass(frozen=True)
 class ForwardOutput:
     logits: torch.Tensor  # [B, C]
     attentions: tuple[torch.Tensor, ...]  # per layer [B, H, N, N]
     hidden_states: tuple[torch.Tensor, ...]  # per layer input, and the last output: L + 1 of [B, N, D]
+    values: tuple[torch.Tensor, ...]  # per layer the value vectors [B, H_kv, N, d_h] the attention mixed
 
 
 def file_sha256(path: Path) -> str:
@@ -70,18 +234,26 @@ class ClassifierAdapter:
     """A sequence classifier in eval mode, with access to its attention internals."""
 
     def __init__(self, model, tokenizer, *, max_length: int, name: str, device: str = "cpu"):
+        config = model.config
+        self.architecture = architecture_of(config)
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.name = name
         self.device = torch.device(device)
-        self.model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
-        self._layers = self._find_layers()
-        config = model.config
         self.num_layers = config.num_hidden_layers
+        self._layers = self._find_layers()
+        if self.architecture.attention_interface:
+            self.model.set_attn_implementation(ATTENTION_IMPLEMENTATION)
+        else:
+            for layer in self._layers:
+                _hook_attention_module(_attribute(layer, self.architecture.attention_module))
+        # every forward pass counts its attention calls from 0: the count is the layer index
+        self.model.base_model.register_forward_pre_hook(lambda module, args: setattr(_calls, "count", 0))
         self.num_heads = config.num_attention_heads
+        self.num_key_value_heads = config.num_key_value_heads if self.architecture.grouped_query else self.num_heads
         self.hidden_size = config.hidden_size
-        self.head_dim = self.hidden_size // self.num_heads
+        self.head_dim = self._output_projection_weight(0).shape[0] // self.num_heads
         self.num_labels = config.num_labels
         self.dtype = next(model.parameters()).dtype
         # the model's output index of each of the task's classes, when its label order differs from the card's
@@ -126,25 +298,28 @@ class ClassifierAdapter:
     def _task_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return logits if self.class_order is None else logits[:, self.class_order]
 
-    def _find_layers(self):
-        base = self.model.base_model
-        layers = getattr(getattr(base, "encoder", None), "layer", None)
-        if layers is None or not hasattr(layers[0], "attention") or not hasattr(layers[0].attention, "self"):
-            raise EffbenchError(
-                f"model type {self.model.config.model_type!r} is not supported: effbench needs a BERT-family "
-                "encoder (encoder.layer[l].attention.self / attention.output), e.g. BERT, RoBERTa, ELECTRA, MiniLM"
-            )
-        return layers
+    def _find_layers(self) -> list:
+        """The module of each layer l, [L] (ALBERT: its shared layer, repeated)."""
+        layers = _attribute(self.model.base_model, self.architecture.layers)
+        if not self.architecture.shared_layers:
+            return list(layers)
+        config = self.model.config
+        if config.inner_group_num != 1:
+            raise EffbenchError(f"ALBERT with inner_group_num={config.inner_group_num} is not supported; effbench reads ALBERT with one layer per group")
+        per_group = self.num_layers / config.num_hidden_groups
+        return [layers[int(layer / per_group)].albert_layers[0] for layer in range(self.num_layers)]
 
     # ---- tokens -------------------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Right-padded ids, attention mask and the scorable mask (real, non-special tokens)."""
+        """Right-padded ids (whatever padding side the tokenizer was saved with), attention mask and
+        the scorable mask (real, non-special tokens)."""
         encoded = self.tokenizer(
             list(texts),
             truncation=True,
             max_length=self.max_length,
             padding=True,
+            padding_side="right",
             return_tensors="pt",
             return_special_tokens_mask=True,
         )
@@ -180,46 +355,79 @@ class ClassifierAdapter:
 
     # ---- forward passes -----------------------------------------------------------------------
 
+    def _run(self, input_ids, attention_mask: torch.Tensor, inputs_embeds=None, **outputs):
+        """(logits [B, C] in the model's class order, the model's output).
+
+        Decoders run their base model with positions counted from the attention mask (left or right
+        padding give the same numbers) and are read at the last non-padding token by `decoder_head`."""
+        attention_mask = attention_mask.to(self.device)
+        inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids.to(self.device)}
+        if self.architecture.readout == "first":
+            out = self.model(attention_mask=attention_mask, **inputs, **outputs)
+            return out.logits, out
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = self.model.base_model(attention_mask=attention_mask, position_ids=position_ids, **inputs, **outputs)
+        width = attention_mask.shape[1]
+        last = (torch.arange(width, device=self.device) * attention_mask.long()).argmax(-1)
+        read = out.last_hidden_state[torch.arange(len(last), device=self.device), last]
+        return _attribute(self.model, self.architecture.decoder_head)(read), out
+
     def logits(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
                inputs_embeds: torch.Tensor | None = None, embedding_output: torch.Tensor | None = None):
         """Logits [B, C]. For gradients, pass `inputs_embeds` (word embeddings) instead of ids, or the ids and
         `embedding_output`, which replaces what the embedding layer outputs (see `embedding_module`)."""
-        attention_mask = attention_mask.to(self.device)
-        if inputs_embeds is not None:
-            out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
-        elif embedding_output is not None:
-            handle = self.embedding_module().register_forward_hook(lambda module, args, output: embedding_output)
-            try:
-                out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask)
-            finally:
-                handle.remove()
-        else:
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask)
-        return self._task_logits(out.logits)
+        if embedding_output is None:
+            return self._task_logits(self._run(input_ids, attention_mask, inputs_embeds)[0])
+        handle = self.embedding_module().register_forward_hook(lambda module, args, output: embedding_output)
+        try:
+            return self._task_logits(self._run(input_ids, attention_mask)[0])
+        finally:
+            handle.remove()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ForwardOutput:
-        """Logits, attention probabilities of every layer, and hidden states."""
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            output_attentions=True,
-            output_hidden_states=True,
-        )
-        if not out.attentions or len(out.attentions) != self.num_layers:
+        """Logits, attention probabilities and value vectors of every layer, and hidden states."""
+        _calls.values = []
+        try:
+            logits, out = self._run(input_ids, attention_mask, output_attentions=True, output_hidden_states=True)
+            values = tuple(_calls.values)
+        finally:
+            _calls.values = None
+        if not out.attentions or len(out.attentions) != self.num_layers or len(values) != self.num_layers:
             raise EffbenchError(
                 "the model returned no attention probabilities; it must run with eager attention "
                 f"(got attn_implementation={self.model.config._attn_implementation!r})"
             )
-        return ForwardOutput(logits=self._task_logits(out.logits), attentions=tuple(out.attentions), hidden_states=tuple(out.hidden_states))
+        return ForwardOutput(logits=self._task_logits(logits), attentions=tuple(out.attentions),
+                             hidden_states=tuple(out.hidden_states), values=values)
 
     @contextlib.contextmanager
     def attention_override(self, override: AttentionOverride) -> Iterator[None]:
         """Inside the block, every forward pass replaces attention probabilities by `override(layer, probs)`."""
-        _active_override.append(override)
+        _calls.overrides.append(override)
         try:
             yield
         finally:
-            _active_override.pop()
+            _calls.overrides.pop()
+
+    # ---- the attention layout -------------------------------------------------------------------
+
+    def readout_position(self, length: int) -> int:
+        """The position of the token the classifier reads in a right-padded row of `length` real tokens."""
+        return 0 if self.architecture.readout == "first" else length - 1
+
+    def key_span(self, layer: int, query: int, length: int) -> tuple[int, int]:
+        """The positions [start, stop) query row `query` of layer `layer` may attend to, in a row of
+        `length` real tokens: all of them, its prefix (causal), or its window."""
+        start, stop = 0, length
+        if self.architecture.causal:
+            stop = query + 1
+        window = self.architecture.window(self.model.config, layer)
+        if window is not None:
+            if self.architecture.causal:
+                start = max(0, query - window + 1)
+            else:
+                start, stop = max(0, query - window), min(length, query + window + 1)
+        return start, stop
 
     # ---- internals explainers read --------------------------------------------------------------
 
@@ -229,8 +437,9 @@ class ClassifierAdapter:
 
     def embedding_module(self) -> torch.nn.Module:
         """The embedding layer: its output is the first layer's input (BERT family: word + position + type
-        embeddings, then LayerNorm)."""
-        return self.model.base_model.embeddings
+        embeddings, then LayerNorm; GPT-2: word + position embeddings, after dropout; Llama family: the
+        word embeddings)."""
+        return _attribute(self.model.base_model, self.architecture.embeddings)
 
     def embedding_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """What the embedding layer outputs for `input_ids` [B, N]: [B, N, D], as in a forward pass of them.
@@ -245,27 +454,30 @@ class ClassifierAdapter:
         handle = self.embedding_module().register_forward_hook(capture)
         try:
             with torch.no_grad():
-                self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+                self._run(input_ids, attention_mask)
         except _EmbeddingCaptured:
             pass
         finally:
             handle.remove()
         return captured[0]
 
-    def value_vectors(self, layer: int, layer_input: torch.Tensor) -> torch.Tensor:
-        """V = X W_V + b_V per head, [B, H, N, d_h], from the layer's input hidden states [B, N, D]."""
-        value = self._layers[layer].attention.self.value(layer_input)
-        batch, tokens, _ = value.shape
-        return value.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
+    def value_vectors(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
+        """V per query head, [B, H, N, d_h]: head h mixes the values of its key/value head."""
+        values = forward.values[layer]
+        return values.repeat_interleave(self.num_heads // values.shape[1], dim=1)
+
+    def _output_projection_weight(self, layer: int) -> torch.Tensor:
+        """W_O as [H*d_h, D]: output = x W_O + b."""
+        module = _attribute(self._layers[layer], self.architecture.output_projection)
+        return module.weight if self.architecture.conv1d_projection else module.weight.t()
 
     def head_output_projection(self, layer: int) -> torch.Tensor:
         """W_O^h per head, [H, d_h, D]: head h's rows of the attention output projection."""
-        weight = self._layers[layer].attention.output.dense.weight  # [D, H*d_h]; output = x W^T + b
-        return weight.t().reshape(self.num_heads, self.head_dim, self.hidden_size)
+        return self._output_projection_weight(layer).reshape(self.num_heads, self.head_dim, self.hidden_size)
 
-    def head_transfers(self, layer: int, layer_input: torch.Tensor) -> torch.Tensor:
+    def head_transfers(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
         """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
-        return torch.einsum("bhnk,hkd->bhnd", self.value_vectors(layer, layer_input), self.head_output_projection(layer))
+        return torch.einsum("bhnk,hkd->bhnd", self.value_vectors(layer, forward), self.head_output_projection(layer))
 
 
 def normalise_layer(layer: int, num_layers: int) -> int:
