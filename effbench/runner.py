@@ -276,7 +276,7 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
         # degenerate: whether the model is hardly more accurate than always answering the majority class
         "model": {**model.provenance.recorded(keep_local_path=config.record_local_paths),
                   "max_length": model.max_length, "truncation_side": model.tokenizer.truncation_side,
-                  "degenerate": degenerate},
+                  "degenerate": degenerate, "mask_token": _mask_token(model.tokenizer)},
         "explainer": {**_component(explainer), "citation": explainer.citation},
         "metrics": [{**_component(metric), "family": metric.family, "direction": metric.direction,
                      "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],
@@ -285,6 +285,18 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
         "timings_seconds_this_session": {name: round(seconds, 3) for name, seconds in run["seconds"].items()},
         "per_example_file": "per_example.jsonl",
     }
+
+
+def _mask_token(tokenizer) -> dict | None:
+    """The token `mask` perturbations write for this tokenizer (its mask token, or the unk token standing
+    in for it), or None when it has neither that may be used and `mask` is refused."""
+    from effbench.metrics.perturbation import mask_token_id
+
+    token_id = mask_token_id(tokenizer)
+    if token_id is None:
+        return None
+    return {"token": tokenizer.convert_ids_to_tokens(token_id), "id": token_id,
+            "stands_in_for_mask": tokenizer.mask_token_id is None}
 
 
 def results_rows(records: list[dict]) -> list[dict]:

@@ -354,6 +354,13 @@ def test_run_and_diagnose_end_to_end_from_a_saved_model(model_type, toy_env, tmp
     records = json.loads(captured.out)
     assert [record["explainer"]["name"] for record in records] == ["efficient_attention", "raw_attention", "integrated_gradients"]
     assert all(set(record["results"]) == {"necessity", "sufficiency"} for record in records)
+    from effbench.metrics.perturbation import mask_token_id  # what `mask` mode writes is recorded
+
+    expected_id = mask_token_id(tokenizer)
+    recorded = records[0]["model"]["mask_token"]
+    assert (recorded is None) == (expected_id is None)
+    if recorded is not None:
+        assert recorded["id"] == expected_id and recorded["stands_in_for_mask"] == (tokenizer.mask_token_id is None)
     code = main(["diagnose", "--task", "toy", "--model", str(folder), "--limit", "4", "--quiet", "--format", "json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
