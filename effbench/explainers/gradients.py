@@ -78,7 +78,9 @@ class GradientExplainer(Explainer):
         return input_vectors(model, batch.input_ids, batch.attention_mask, self.params["input_point"])
 
     def gradients(self, model: ClassifierAdapter, points: torch.Tensor, batch: Batch, rows=slice(None)) -> torch.Tensor:
-        return target_logit_gradients(model, points, batch.input_ids[rows], batch.attention_mask[rows],
+        """The gradients at `points` [R, W, D] of the batch's `rows`, cut to the points' width W."""
+        width = points.shape[1]
+        return target_logit_gradients(model, points, batch.input_ids[rows, :width], batch.attention_mask[rows, :width],
                                       batch.targets[rows], self.params["input_point"])
 
 
@@ -131,7 +133,8 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 class IntegratedGradients(GradientExplainer):
     """Integrated gradients of the predicted class's logit over the tokens' input vectors.
 
-    All interpolation steps of all examples go through the model together, in passes of up to 128 rows.
+    All interpolation steps of all examples go through the model together, in passes of up to 128 rows,
+    longest examples first, each pass as wide as its longest row.
     """
 
     name = "integrated_gradients"
@@ -171,16 +174,21 @@ class IntegratedGradients(GradientExplainer):
         baseline = self.baseline_inputs(model, batch)
         difference = embeddings - baseline
         steps, size = len(alphas), len(batch)
-        # rows ordered (step, example), so that a pass covers consecutive steps of all examples
-        alpha_rows = torch.tensor(alphas, dtype=embeddings.dtype, device=embeddings.device).repeat_interleave(size)
-        weight_rows = torch.tensor(weights, dtype=torch.float64).repeat_interleave(size)
-        example_rows = torch.arange(size).repeat(steps)
+        # rows ordered (example, step) with the longest examples first, and each pass cut to its longest
+        # row: a pass pads only to the length of the examples in it, not to the batch's longest
+        lengths = batch.attention_mask.sum(1).tolist()
+        longest_first = sorted(range(size), key=lambda example: (-lengths[example], example))
+        example_rows = torch.tensor(longest_first).repeat_interleave(steps)
+        step_rows = torch.arange(steps).repeat(size)
+        alpha_rows = torch.tensor(alphas, dtype=embeddings.dtype, device=embeddings.device)[step_rows]
+        weight_rows = torch.tensor(weights, dtype=torch.float64)[step_rows]
         integral = torch.zeros(embeddings.shape, dtype=torch.float64)
         for start in range(0, steps * size, _ROWS_PER_PASS):
             rows = example_rows[start: start + _ROWS_PER_PASS]
+            width = lengths[int(rows[0])]
             alpha = alpha_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
-            points = baseline[rows] + alpha * difference[rows]
+            points = baseline[rows, :width] + alpha * difference[rows, :width]
             gradients = self.gradients(model, points, batch, rows)
             weighted = gradients.double().cpu() * weight_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
-            integral.index_add_(0, rows, weighted)
+            integral[:, :width].index_add_(0, rows, weighted)
         return (integral * difference.double().cpu()).sum(-1)
