@@ -42,7 +42,6 @@ first-token mass (decoders): mean weight of the first token in the raw and the e
 def diagnose(model: ClassifierAdapter, examples: Sequence[Example], batch_size: int = 16,
              progress: bool = True) -> list[dict[str, Any]]:
     """One row per layer and a pooled row: see the module docstring. Values are plain floats and ints."""
-    import torch
     from tqdm.auto import tqdm
 
     from effbench.explainers.attention import effective_rows, head_bases, readout_spans

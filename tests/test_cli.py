@@ -1,6 +1,5 @@
 """The command line: clear one-line errors for bad input, tables for output."""
 
-import pytest
 
 from effbench.cli import main
 
