@@ -18,6 +18,7 @@ from typing import Any
 
 from effbench.errors import EffbenchError
 from effbench.records import environment, sha256_json
+from effbench.untrusted import excerpt
 
 SCHEMA_VERSION = 1
 PERTURBATION_MODES = ("remove", "mask")
@@ -206,8 +207,15 @@ def _warn_if_degenerate(task_name: str, degenerate: dict) -> None:
 
 
 def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sha256: str) -> Path:
-    """Where the run of one explainer on one task keeps its record: one folder per identity."""
-    return Path(output_dir) / task / f"{explainer}-{identity_sha256[:10]}"
+    """Where the run of one explainer on one task keeps its record: one folder per identity, inside `output_dir`."""
+    from effbench.components import check_component_name
+
+    check_component_name(explainer, "explainer")
+    folder = Path(output_dir) / task / f"{explainer}-{identity_sha256[:10]}"
+    if not folder.resolve().is_relative_to(Path(output_dir).resolve()):
+        raise EffbenchError(f"the record folder of task {excerpt(task)}, explainer {excerpt(explainer)} would lie "
+                            f"outside the output folder {output_dir}")
+    return folder
 
 
 def _with_seed(name: str, params: Mapping[str, Any], seed: int):

@@ -1,0 +1,152 @@
+"""Fault injection: hostile component names, cards and boards, tampered records, concurrent runs, disk full.
+
+Each test keeps one fix of the hardening issue; the item number is in its name's docstring.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from effbench.errors import EffbenchError
+from effbench.explainers.base import Explainer
+
+
+class _Hostile(Explainer):
+    version = 1
+    citation = "@misc{test, title={test}}"
+
+    def scores(self, model, batch):
+        return batch.input_ids.float()
+
+
+class TraversingName(_Hostile):
+    name = "../../../escaped_explainer"
+
+
+class AbsoluteName(_Hostile):
+    name = "/absolute/escape"
+
+
+class StringVersion(_Hostile):
+    name = "string_version"
+    version = "1"
+
+
+# ---- 1. names that leave the output folder ---------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", ["TraversingName", "AbsoluteName"])
+def test_a_hostile_explainer_name_is_refused_before_anything_is_written(tmp_path, cls):
+    """Item 1: an explainer name with '..' or '/' is refused where the explainer is made."""
+    import effbench
+
+    output = tmp_path / "deep" / "er" / "out"
+    config = effbench.RunConfig(limit=4, output_dir=output, model_kind="tiny")
+    with pytest.raises(EffbenchError, match="explainer name .* is not allowed"):
+        effbench.evaluate(["toy"], [f"{__name__}:{cls}"], ["necessity"], config, progress=False)
+    assert not any(tmp_path.rglob("*.json*"))
+
+
+@pytest.mark.parametrize("name", ["../../../escaped_explainer", "/absolute/escape", "..", "a/../../b", "UPPER", ""])
+def test_record_folder_refuses_a_name_that_leaves_the_output_folder(tmp_path, name):
+    """Item 1: record_folder checks the name and that the folder stays inside the output folder."""
+    from effbench.runner import record_folder
+
+    with pytest.raises(EffbenchError):
+        record_folder(tmp_path, "toy", name, "0" * 64)
+    with pytest.raises(EffbenchError, match="outside the output folder"):
+        record_folder(tmp_path, "../elsewhere", "random", "0" * 64)
+    assert record_folder(tmp_path, "toy", "random", "ab" * 32) == tmp_path / "toy" / "random-ababababab"
+
+
+def test_the_contract_check_refuses_a_hostile_name_and_a_string_version():
+    """Items 1 and 11: check_explainer_contract checks the name and the version's type."""
+    from effbench.testing import check_explainer_contract
+
+    with pytest.raises(AssertionError, match="`name` must be"):
+        check_explainer_contract(TraversingName.__new__(TraversingName), None, [])
+    with pytest.raises(AssertionError, match="`version` must be"):
+        check_explainer_contract(StringVersion.__new__(StringVersion), None, [])
+
+
+def test_an_explainer_with_a_string_version_is_refused_when_made():
+    """Item 11: version "1" is refused at instantiation, not after the run, when its record is rejected."""
+    with pytest.raises(EffbenchError, match="version '1' is not allowed"):
+        StringVersion()
+
+
+# ---- 2. cards and boards that blow up ---------------------------------------------------------------------
+
+def _nested_aliases(levels: int) -> str:
+    """A YAML `description:` of `levels` nested anchors, each an alias repeated nine times (700 bytes for 9)."""
+    lines = ['a0: &a0 "lol"']
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + f"\ndescription: *a{levels}\n"
+
+
+def test_a_card_with_nested_aliases_is_refused_with_a_short_message(tmp_path):
+    """Item 2: a card of nested YAML aliases is refused before it expands (a flat card needs none)."""
+    from effbench.tasks.card import parse_card
+
+    card = tmp_path / "bomb.yaml"
+    card.write_text(_nested_aliases(9))
+    with pytest.raises(EffbenchError, match="anchors and aliases") as caught:
+        parse_card(card)
+    assert len(str(caught.value)) < 600
+
+
+def test_a_board_with_nested_aliases_is_refused_with_a_short_message(tmp_path):
+    """Item 2: the same for a board spec."""
+    from effbench.leaderboard import load_board
+
+    (tmp_path / "board.yaml").write_text("name: bomb\n" + _nested_aliases(9))
+    with pytest.raises(EffbenchError, match="anchors and aliases") as caught:
+        load_board(tmp_path)
+    assert len(str(caught.value)) < 600
+
+
+def test_a_card_larger_than_the_limit_is_refused_before_parsing(tmp_path):
+    """Item 11: a 200 MB card took 113 s; anything over MAX_YAML_BYTES is refused unread."""
+    from effbench.tasks.card import parse_card
+    from effbench.untrusted import MAX_YAML_BYTES
+
+    card = tmp_path / "huge.yaml"
+    card.write_text("description: '" + "x" * MAX_YAML_BYTES + "'\n")
+    with pytest.raises(EffbenchError, match="at most 1,000,000 bytes"):
+        parse_card(card)
+
+
+def toy_card(toy_folders) -> dict:
+    import yaml
+
+    return yaml.safe_load((toy_folders["tasks"] / "toy.yaml").read_text())
+
+
+def write_card(folder, card: dict, name: str = "toy"):
+    import yaml
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**card, "name": name}))
+    return path
+
+
+def test_a_huge_bad_value_is_shown_as_a_bounded_excerpt(tmp_path, toy_folders):
+    """Item 2: error messages show an excerpt of a bad value, never all of it."""
+    from effbench.tasks.card import parse_card
+
+    card = write_card(tmp_path, {**toy_card(toy_folders), "version": ["123456789"] * 50_000})
+    with pytest.raises(EffbenchError, match="field 'version'") as caught:
+        parse_card(card)
+    assert len(str(caught.value)) < 600
+
+
+def test_excerpt_is_bounded_and_repr_safe():
+    from effbench.untrusted import EXCERPT_CHARACTERS, excerpt
+
+    assert excerpt("abc") == "'abc'"
+    shown = excerpt("\x1b[31m" + "x" * 10_000)
+    assert "\x1b" not in shown and len(shown) < EXCERPT_CHARACTERS + 40
+    nested: list = []
+    for _ in range(1000):
+        nested = [nested] * 9
+    assert len(excerpt(nested)) < EXCERPT_CHARACTERS + 40
