@@ -7,6 +7,7 @@ batch, so an interrupted run restarted with the same arguments recomputes nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ from effbench.records import environment, sha256_json
 from effbench.untrusted import excerpt
 
 SCHEMA_VERSION = 1
+RUN_LOCK_FILE = ".effbench-lock"
 PERTURBATION_MODES = ("remove", "mask")
 
 
@@ -109,9 +111,6 @@ def evaluate(
     reference model, or `model` (a classifier folder or hub id; or an adapter from `load_model`),
     which overrides `config.model`.
     """
-    from tqdm.auto import tqdm
-
-    from effbench.metrics.perturbation import PerturbationEngine
     from effbench.models.loading import load_model
     from effbench.models.reference import degeneracy_on_test_split
     from effbench.tasks import load_task
@@ -121,7 +120,6 @@ def evaluate(
     explainer_objects = [_with_seed(name, params, config.seed) for name, params in explainer_specs.items()]
     metric_objects = [_with_mode(name, params, config.perturbation) for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
-
     records = []
     for task_name in tasks:
         task = load_task(task_name)
@@ -135,6 +133,7 @@ def evaluate(
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
         examples = list(task.test[: config.limit] if config.limit else task.test)
         training = task_model.provenance.training
+        degenerate = None
         if training is not None:
             degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
             _warn_if_degenerate(task.card.name, degenerate)
@@ -150,43 +149,78 @@ def evaluate(
             }
             folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
-                         "store": _ExampleStore(folder / "per_example.jsonl"),
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
-
-        batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
-        # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
-        bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
-        for batch_number, batch_examples in enumerate(batches, start=1):
-            ids = [example.id for example in batch_examples]
-            pending = [run for run in runs if run["store"].missing(ids, metric_names)]
-            bar.update(len(runs) - len(pending))
-            if not pending:
-                continue
-            batch = task_model.make_batch(batch_examples)
-            engine = PerturbationEngine(task_model, mode=config.perturbation)
-            for run in pending:
-                bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
-                started = time.perf_counter()
-                attribution = run["explainer"].explain(task_model, batch)
-                run["seconds"]["explainer"] += time.perf_counter() - started
-                per_metric = {}
-                for metric in metric_objects:
-                    started = time.perf_counter()
-                    per_metric[metric.name] = metric.compute(engine, batch, attribution)
-                    run["seconds"][metric.name] += time.perf_counter() - started
-                run["store"].append(_rows(task_model, batch, attribution, per_metric))
-                bar.update(1)
-        bar.close()
-
-        if training is None and runs:
-            # no training record: measured on the evaluated examples, from the model's predictions in the rows
-            degenerate = _degeneracy_on_evaluated(runs[0], examples)
-            _warn_if_degenerate(task.card.name, degenerate)
-        for run in runs:
-            record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
-            (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-            records.append(record)
+        with contextlib.ExitStack() as locks:
+            for run in runs:  # locked before its rows are read: another run may be appending to them
+                locks.enter_context(_run_lock(run["folder"]))
+                run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
+            records += _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress)
     return records
+
+
+def _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress) -> list[dict]:
+    """Compute what the runs of one task are missing, batch by batch, and write their records."""
+    from tqdm.auto import tqdm
+
+    from effbench.metrics.perturbation import PerturbationEngine
+
+    metric_names = [metric.name for metric in metric_objects]
+    batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
+    # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
+    bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
+    for batch_number, batch_examples in enumerate(batches, start=1):
+        ids = [example.id for example in batch_examples]
+        pending = [run for run in runs if run["store"].missing(ids, metric_names)]
+        bar.update(len(runs) - len(pending))
+        if not pending:
+            continue
+        batch = task_model.make_batch(batch_examples)
+        engine = PerturbationEngine(task_model, mode=config.perturbation)
+        for run in pending:
+            bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
+            started = time.perf_counter()
+            attribution = run["explainer"].explain(task_model, batch)
+            run["seconds"]["explainer"] += time.perf_counter() - started
+            per_metric = {}
+            for metric in metric_objects:
+                started = time.perf_counter()
+                per_metric[metric.name] = metric.compute(engine, batch, attribution)
+                run["seconds"][metric.name] += time.perf_counter() - started
+            run["store"].append(_rows(task_model, batch, attribution, per_metric))
+            bar.update(1)
+    bar.close()
+
+    if degenerate is None and runs:
+        # no training record: measured on the evaluated examples, from the model's predictions in the rows
+        degenerate = _degeneracy_on_evaluated(runs[0], examples)
+        _warn_if_degenerate(task.card.name, degenerate)
+    records = []
+    for run in runs:
+        record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
+        (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+        records.append(record)
+    return records
+
+
+@contextlib.contextmanager
+def _run_lock(folder: Path):
+    """An exclusive lock on a run's folder, held while the run reads and appends its rows; refused if taken.
+
+    The operating system releases it when the process ends, however it ends.
+    """
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / RUN_LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise EffbenchError(f"another effbench run is writing {folder} (it holds {RUN_LOCK_FILE}); wait until it "
+                            "ends, then run again to resume from its rows, or choose another --output") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _degeneracy_on_evaluated(run, examples) -> dict:

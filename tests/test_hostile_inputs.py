@@ -150,3 +150,64 @@ def test_excerpt_is_bounded_and_repr_safe():
     for _ in range(1000):
         nested = [nested] * 9
     assert len(excerpt(nested)) < EXCERPT_CHARACTERS + 40
+
+
+# ---- 8. two runs into one folder --------------------------------------------------------------------------
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_writes_nothing(toy_env, tmp_path):
+    """Item 8: while one process runs into a folder, a second identical run refuses with one clear line."""
+    import subprocess
+    import sys
+
+    import effbench
+    from effbench.runner import RUN_LOCK_FILE
+
+    config = effbench.RunConfig(limit=8, batch_size=4, output_dir=tmp_path, model_kind="tiny")
+    [record] = effbench.evaluate(["toy"], ["random"], ["necessity"], config, progress=False)
+    [folder] = tmp_path.glob("toy/random-*")
+    rows = (folder / "per_example.jsonl").read_text()
+    (folder / "record.json").unlink()
+
+    # another process holds the folder, as a run in progress does
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+                               "lock.acquire(); print('held', flush=True); sys.stdin.read()", str(folder / RUN_LOCK_FILE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(EffbenchError, match="another effbench run is writing"):
+            effbench.evaluate(["toy"], ["random"], ["necessity"], config, progress=False)
+        assert (folder / "per_example.jsonl").read_text() == rows and not (folder / "record.json").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+    # once it ends, the next run takes the lock and resumes: no row is written twice
+    [again] = effbench.evaluate(["toy"], ["random"], ["necessity"], config, progress=False)
+    assert (folder / "per_example.jsonl").read_text() == rows
+    assert again["results"] == record["results"]
+
+
+def test_two_concurrent_cli_runs_never_write_a_row_twice(toy_env, tmp_path):
+    """Item 8: two identical `effbench run` processes at once: one does the work, the other waits or refuses."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import effbench
+
+    # the tiny model is trained once beforehand, so that both processes only evaluate
+    effbench.evaluate(["toy"], ["random"], ["necessity"], effbench.RunConfig(limit=4, output_dir=tmp_path / "warm",
+                                                                              model_kind="tiny"), progress=False)
+    command = [sys.executable, "-m", "effbench.cli", "run", "--task", "toy", "--explainer", "random", "--metric",
+               "necessity", "--model-kind", "tiny", "--limit", "40", "--batch-size", "4", "--output", str(tmp_path / "out")]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+            for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert any(code == 0 for code, _ in results), results
+    for code, stderr in results:
+        assert code == 0 or "another effbench run is writing" in stderr, stderr
+    [per_example] = (tmp_path / "out").glob("toy/random-*/per_example.jsonl")
+    ids = [json.loads(line)["example_id"] for line in per_example.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 40
