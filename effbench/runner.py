@@ -64,18 +64,27 @@ class _ExampleStore:
     """Per-example rows of one (task, explainer) run, appended as JSONL and read back on restart."""
 
     def __init__(self, path: Path):
+        from effbench.recordio import read_rows
+
         self.path = path
         self.rows: dict[str, dict] = {}
         if path.exists():
-            text = path.read_text()
-            if text and not text.endswith("\n"):
-                with open(path, "a") as handle:  # end a line cut short, so the next row starts clean
-                    handle.write("\n")
-            for line in text.splitlines():
-                try:
-                    self._merge(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut short by an interruption; everything before it is kept
+            self._drop_a_line_cut_short()
+            self.rows = read_rows(path)
+
+    def _drop_a_line_cut_short(self) -> None:
+        """End the last line, so that the next row starts a line: truncate it if an interruption cut it short."""
+        with open(self.path, "rb+") as handle:
+            text = handle.read()
+            if not text or text.endswith(b"\n"):
+                return
+            start = text.rfind(b"\n") + 1
+            try:
+                json.loads(text[start:])
+            except ValueError:  # an unfinished row: nothing in it can be used
+                handle.truncate(start)
+            else:
+                handle.write(b"\n")
 
     def _merge(self, row: dict) -> None:
         existing = self.rows.get(row["example_id"])
@@ -89,9 +98,12 @@ class _ExampleStore:
                    for example_id in example_ids for name in metric_names)
 
     def append(self, rows: list[dict]) -> None:
+        """Append the rows that add something: a batch recomputed for one missing example repeats the others."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as handle:
             for row in rows:
+                if not self.missing([row["example_id"]], list(row["metrics"])):
+                    continue
                 handle.write(json.dumps(row) + "\n")
                 self._merge(row)
 
@@ -293,6 +305,10 @@ def _metric_entry(result, row: int) -> dict:
     return entry
 
 
+def _as_float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _record(run, task, model, degenerate, metric_objects, examples, config) -> dict:
     from effbench.stats import bootstrap_mean
 
@@ -300,7 +316,7 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
     rows = [run["store"].rows[example.id] for example in examples]
     results = {}
     for metric in metric_objects:
-        values = [row["metrics"][metric.name]["value"] for row in rows]
+        values = [_as_float(row["metrics"][metric.name]["value"]) for row in rows]
         flagged = sum(bool(row["metrics"][metric.name]["flags"]) for row in rows)
         results[metric.name] = {**bootstrap_mean(values, seed=config.seed), "flagged": flagged}
     return {

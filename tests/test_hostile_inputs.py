@@ -211,3 +211,97 @@ def test_two_concurrent_cli_runs_never_write_a_row_twice(toy_env, tmp_path):
     [per_example] = (tmp_path / "out").glob("toy/random-*/per_example.jsonl")
     ids = [json.loads(line)["example_id"] for line in per_example.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 40
+
+
+# ---- 6. torn and tampered per-example rows ----------------------------------------------------------------
+
+def _run_toy(tmp_path, explainer="random", metrics=("necessity",), limit=8):
+    import effbench
+
+    config = effbench.RunConfig(limit=limit, batch_size=4, output_dir=tmp_path, model_kind="tiny")
+    [record] = effbench.evaluate(["toy"], [explainer], list(metrics), config, progress=False)
+    [folder] = tmp_path.glob(f"toy/{explainer}-*")
+    return record, folder
+
+
+def _tamper(folder, line: int, change) -> None:
+    import json
+
+    path = folder / "per_example.jsonl"
+    lines = path.read_text().splitlines()
+    lines[line] = change(json.loads(lines[line]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _set_value(value):
+    import json
+
+    def change(row):
+        row["metrics"]["necessity"]["value"] = value
+        row["metrics"]["necessity"]["flags"] = []
+        return json.dumps(row)
+    return change
+
+
+TAMPERED = {
+    "a string value": _set_value("0.5"),
+    "a null value without a flag": _set_value(None),
+    "a NaN value without a flag": _set_value(float("nan")),
+    "a bool value": _set_value(True),
+    "a list line": lambda row: "[1, 2, 3]",
+    "an entry without value": lambda row: __import__("json").dumps({**row, "metrics": {"necessity": {"flags": []}}}),
+    "a row without metrics": lambda row: __import__("json").dumps({"example_id": row["example_id"]}),
+    "a non-JSON line": lambda row: "this is not json",
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERED))
+def test_resume_refuses_a_tampered_row_with_one_line_naming_it(toy_env, tmp_path, tampering):
+    """Item 6: on resume, a tampered row is a one-line RecordError naming the file and the line."""
+    from effbench.recordio import RecordError
+
+    _, folder = _run_toy(tmp_path)
+    _tamper(folder, 2, TAMPERED[tampering])
+    with pytest.raises(RecordError, match=r"per_example.jsonl, line 3"):
+        _run_toy(tmp_path)
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERED))
+def test_the_board_builder_refuses_a_tampered_row(toy_env, tmp_path, tampering):
+    """Item 6: the board builder reads rows with the same check."""
+    from effbench.leaderboard.records import load_board_record
+    from effbench.recordio import RecordError
+
+    _, folder = _run_toy(tmp_path)
+    _tamper(folder, 2, TAMPERED[tampering])
+    with pytest.raises(RecordError, match=r"per_example.jsonl, line 3"):
+        load_board_record(folder / "record.json", tmp_path)
+
+
+def test_only_a_last_line_cut_short_is_an_interruption(toy_env, tmp_path):
+    """Item 6: a cut-short last line is dropped on resume and recomputed; rows stay one per example."""
+    import json
+
+    record, folder = _run_toy(tmp_path)
+    path = folder / "per_example.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])
+    (folder / "record.json").unlink()
+    again, _ = _run_toy(tmp_path)
+    assert again["results"] == record["results"]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == len({row["example_id"] for row in rows}) == 8
+
+
+def test_the_board_builder_refuses_a_row_for_an_example_not_evaluated(toy_env, tmp_path):
+    """Item 6: an extra row for an unknown id is refused, not ignored."""
+    import json
+
+    from effbench.leaderboard.records import load_board_record
+
+    _, folder = _run_toy(tmp_path)
+    path = folder / "per_example.jsonl"
+    row = json.loads(path.read_text().splitlines()[0])
+    path.write_text(path.read_text() + json.dumps({**row, "example_id": "not-an-example"}) + "\n")
+    with pytest.raises(EffbenchError, match="the 9 rows in per_example.jsonl are not the 8 evaluated examples"):
+        load_board_record(folder / "record.json", tmp_path)

@@ -50,19 +50,18 @@ def load_board_record(path: Path, board_dir: Path) -> BoardRecord:
     record = read_record(path)
     rows = read_per_example(path)
     task = record["task"]
-    evaluated = rows[: task["evaluated"]]
-    ids = [row["example_id"] for row in evaluated]
-    if len(evaluated) < task["evaluated"] or sha256_json(ids) != task["example_ids_sha256"]:
+    ids = [row["example_id"] for row in rows]
+    if len(rows) != task["evaluated"] or sha256_json(ids) != task["example_ids_sha256"]:
         raise EffbenchError(
-            f"{label}: the rows in {record['per_example_file']} are not the {task['evaluated']} evaluated examples "
+            f"{label}: the {len(rows)} rows in {record['per_example_file']} are not the {task['evaluated']} evaluated examples "
             f"(their ids hash to {sha256_json(ids)[:16]}..., the record says {task['example_ids_sha256'][:16]}...)"
         )
     for metric in record["metrics"]:
         name = metric["name"]
-        missing = [row["example_id"] for row in evaluated if name not in row["metrics"]]
+        missing = [row["example_id"] for row in rows if name not in row["metrics"]]
         if missing:
             raise EffbenchError(f"{label}: metric {name!r} has no per-example value for example {missing[0]!r}")
-        values = [_as_float(row["metrics"][name]["value"]) for row in evaluated]
+        values = [_as_float(row["metrics"][name]["value"]) for row in rows]
         kept = [v for v in values if math.isfinite(v)]
         result = record["results"][name]
         mean = sum(kept) / len(kept) if kept else float("nan")
@@ -73,7 +72,7 @@ def load_board_record(path: Path, board_dir: Path) -> BoardRecord:
                 f"{label}: results.{name} (mean {recorded!r}, n {result['n']}) disagrees with the per-example "
                 f"rows (mean {mean!r}, n {len(kept)})"
             )
-    return BoardRecord(path=path, label=label, record=record, rows=evaluated)
+    return BoardRecord(path=path, label=label, record=record, rows=rows)
 
 
 def find_records(board_dir: Path) -> list[Path]:
