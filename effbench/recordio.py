@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.errors import EffbenchError
+from effbench.records import identity_of_record, sha256_json
 from effbench.untrusted import EXCERPT_CHARACTERS, excerpt
 
 KNOWN_SCHEMA_VERSIONS = (1,)
@@ -169,6 +170,21 @@ def read_record(path: str | Path) -> dict:
         raise fail("task.labels", f"must be a list of class names (strings), got {excerpt(labels)}")
     if task["evaluated"] > task["test_examples"]:
         raise fail("task.evaluated", f"({task['evaluated']}) exceeds task.test_examples ({task['test_examples']})")
+    for name in names:
+        result = record["results"][name]
+        for count in ("n", "flagged"):
+            if result[count] > task["evaluated"]:
+                raise fail(f"results.{name}.{count}", f"({result[count]}) exceeds task.evaluated ({task['evaluated']})")
+        low, high = result["low"], result["high"]
+        if _is_finite(low) and _is_finite(high) and low > high:
+            raise fail(f"results.{name}", f"must have low <= high, got low {low!r} and high {high!r}")
+    accuracy = record["accuracy_on_evaluated"]
+    if _is_finite(accuracy) and not 0 <= accuracy <= 1:
+        raise fail("accuracy_on_evaluated", f"must lie in [0, 1], got {accuracy!r}")
+    if "identity_sha256" in record:  # records written before it existed lack it
+        if record["identity_sha256"] != sha256_json(identity_of_record(record)):
+            raise fail("identity_sha256", "does not match the record's task, model, components and settings "
+                                          "(the record was edited after its run)")
     return record
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.errors import EffbenchError
-from effbench.records import environment, sha256_json
+from effbench.records import environment, run_identity, sha256_json
 from effbench.untrusted import excerpt
 
 SCHEMA_VERSION = 1
@@ -129,8 +129,8 @@ def evaluate(
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
-    explainer_objects = [_with_seed(name, params, config.seed) for name, params in explainer_specs.items()]
-    metric_objects = [_with_mode(name, params, config.perturbation) for name, params in metric_specs.items()]
+    explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
+    metric_objects = [metric_for_run(name, params, config.perturbation) for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
     records = []
     for task_name in tasks:
@@ -151,14 +151,12 @@ def evaluate(
             _warn_if_degenerate(task.card.name, degenerate)
         runs = []
         for explainer in explainer_objects:
-            identity = {
-                "task": {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
-                         "data_hash": task.data_hash},
-                "model": task_model.provenance.identity,
-                "explainer": _component(explainer),
-                "metrics": [_component(metric) for metric in metric_objects],
-                "perturbation": config.perturbation, "seed": config.seed, "dtype": config.dtype,
-            }
+            identity = run_identity(
+                {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
+                 "data_hash": task.data_hash},
+                task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
+                perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
+            )
             folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
@@ -264,7 +262,7 @@ def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sh
     return folder
 
 
-def _with_seed(name: str, params: Mapping[str, Any], seed: int):
+def explainer_for_run(name: str, params: Mapping[str, Any], seed: int):
     """A seeded explainer takes the run's seed unless its own was given."""
     from effbench.explainers import explainers, get_explainer
 
@@ -273,7 +271,7 @@ def _with_seed(name: str, params: Mapping[str, Any], seed: int):
     return get_explainer(name, **params)
 
 
-def _with_mode(name: str, params: Mapping[str, Any], perturbation: str):
+def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
     """A perturbation metric takes the run's perturbation mode unless its own was given."""
     from effbench.metrics import get_metric, metrics
 

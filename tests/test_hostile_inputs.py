@@ -305,3 +305,93 @@ def test_the_board_builder_refuses_a_row_for_an_example_not_evaluated(toy_env, t
     path.write_text(path.read_text() + json.dumps({**row, "example_id": "not-an-example"}) + "\n")
     with pytest.raises(EffbenchError, match="the 9 rows in per_example.jsonl are not the 8 evaluated examples"):
         load_board_record(folder / "record.json", tmp_path)
+
+
+# ---- 5. records that must not be ranked together -------------------------------------------------------
+
+MIXED = {
+    "a bfloat16 record": ({"config.dtype": "bfloat16"}, r"config\.dtype"),
+    "another card hash": ({"task.card_hash": "b" * 64}, r"task\.card_hash"),
+    "another max_length": ({"model.max_length": 64}, r"model\.max_length"),
+    "another truncation side": ({"model.truncation_side": "left"}, r"model\.truncation_side"),
+    "an unpinned seed": ({"explainer.params": {"seed": 5}}, r"explainer\.params\.seed is 5, but board demo does not set it"),
+    "an unknown parameter": ({"explainer.params": {"seed": 0, "colour": 1}}, r"explainer\.params\.colour is not a parameter"),
+    "another explainer version": ({"explainer.version": 2}, r"explainer\.version"),
+}
+
+
+@pytest.mark.parametrize("mixing", sorted(MIXED))
+def test_the_board_refuses_records_made_another_way(tmp_path, mixing):
+    """Item 5: a record made with another dtype, card, tokenizer setting or explainer parameter is not ranked."""
+    from test_leaderboard import make_record, synthetic_values, write_board, write_record
+
+    from effbench.leaderboard import build_board
+
+    changes, expected = MIXED[mixing]
+    board = write_board(tmp_path)
+    values = {"necessity": synthetic_values(0, 0.3)}
+    write_record(board, *make_record("mr-sentences", "saliency", values, **{"model.max_length": 32,
+                                                                           "model.truncation_side": "right"}))
+    write_record(board, *make_record("tweets", "random", values))
+    write_record(board, *make_record("mr-sentences", "random", values, **{"model.max_length": 32,
+                                                                         "model.truncation_side": "right",
+                                                                         **changes}))
+    with pytest.raises(EffbenchError, match=expected):
+        build_board(board)
+
+
+BROKEN = {
+    "low above high": (lambda record: record["results"]["necessity"].update(low=0.9, high=0.1), r"low <= high"),
+    "flagged above evaluated": (lambda record: record["results"]["necessity"].update(flagged=31), r"flagged.*exceeds"),
+    "flagged not as in the rows": (lambda record: record["results"]["necessity"].update(flagged=3), r"flagged is 3, but 0 of the per-example rows"),
+    "accuracy 7.5": (lambda record: record.update(accuracy_on_evaluated=7.5), r"accuracy_on_evaluated.*\[0, 1\]"),
+    "accuracy not as in the rows": (lambda record: record.update(accuracy_on_evaluated=0.5), r"rows give 1\.0"),
+    "an edited identity": (lambda record: record["config"].update(seed=0), r"identity_sha256"),
+}
+
+
+@pytest.mark.parametrize("breaking", sorted(BROKEN))
+def test_the_board_refuses_a_record_at_odds_with_itself(tmp_path, breaking):
+    """Item 5: results and identity must agree with the record and its rows."""
+    from test_leaderboard import make_record, synthetic_values, write_board, write_record
+
+    from effbench.leaderboard import build_board
+    from effbench.records import identity_of_record, sha256_json
+
+    change, expected = BROKEN[breaking]
+    board = write_board(tmp_path)
+    record, rows = make_record("mr-sentences", "saliency", {"necessity": synthetic_values(0, 0.3)})
+    record["identity_sha256"] = sha256_json(identity_of_record(record))
+    if breaking == "an edited identity":
+        record["config"]["seed"] = 1  # after the identity was computed, as an edit would
+        change = lambda record: None  # noqa: E731
+    change(record)
+    write_record(board, record, rows)
+    with pytest.raises(EffbenchError, match=expected):
+        build_board(board)
+
+
+def test_the_committed_records_reproduce_their_identity():
+    """Item 5: the identity check rebuilds the identity as the runner computed it for the committed records."""
+    from effbench.leaderboard.records import find_records
+    from effbench.paths import REPO_ROOT
+    from effbench.recordio import read_record
+    from effbench.records import identity_of_record, sha256_json
+
+    checked = 0
+    for path in find_records(REPO_ROOT / "leaderboards" / "standard"):
+        record = read_record(path)
+        if "identity_sha256" in record:
+            assert sha256_json(identity_of_record(record)) == record["identity_sha256"]
+            assert path.parent.name.endswith(record["identity_sha256"][:10])
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_fresh_run_record_reproduces_its_identity(toy_env, tmp_path):
+    from effbench.recordio import read_record
+    from effbench.records import identity_of_record, sha256_json
+
+    record, folder = _run_toy(tmp_path)
+    assert sha256_json(identity_of_record(record)) == record["identity_sha256"]
+    read_record(folder / "record.json")
