@@ -43,6 +43,8 @@ class RunConfig:
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
             raise EffbenchError(f"perturbation {self.perturbation!r} is not allowed; use one of {', '.join(PERTURBATION_MODES)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise EffbenchError(f"seed must be a non-negative integer, got {excerpt(self.seed)}")
         if self.batch_size < 1:
             raise EffbenchError(f"batch size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
@@ -189,7 +191,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         for run in pending:
             bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
             started = time.perf_counter()
-            attribution = run["explainer"].explain(task_model, batch)
+            attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
             run["seconds"]["explainer"] += time.perf_counter() - started
             per_metric = {}
             for metric in metric_objects:
@@ -210,6 +212,17 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
         records.append(record)
     return records
+
+
+def _explain(explainer, model, batch, where: str):
+    """The explainer's attribution; its failure as one line naming it and the batch (the rows so far are kept)."""
+    try:
+        return explainer.explain(model, batch)
+    except (EffbenchError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:  # third-party code: any failure is the explainer's
+        raise EffbenchError(f"explainer {explainer.name} failed on {where}: {type(error).__name__}: "
+                            f"{excerpt(str(error))}; the rows of earlier batches are saved") from error
 
 
 @contextlib.contextmanager

@@ -395,3 +395,73 @@ def test_a_fresh_run_record_reproduces_its_identity(toy_env, tmp_path):
     record, folder = _run_toy(tmp_path)
     assert sha256_json(identity_of_record(record)) == record["identity_sha256"]
     read_record(folder / "record.json")
+
+
+# ---- 10. one line instead of a traceback ------------------------------------------------------------------
+
+class RaisesOnSecondBatch(_Hostile):
+    name = "raises_on_second_batch"
+    calls = 0
+
+    def scores(self, model, batch):
+        RaisesOnSecondBatch.calls += 1
+        if RaisesOnSecondBatch.calls == 2:
+            raise ZeroDivisionError("third-party bug")
+        return batch.input_ids.float()
+
+
+class ReturnsAList(_Hostile):
+    name = "returns_a_list"
+
+    def scores(self, model, batch):
+        return batch.input_ids.tolist()
+
+
+@pytest.mark.parametrize("cls, expected", [
+    ("RaisesOnSecondBatch", r"explainer raises_on_second_batch failed on batch 2 of task toy: ZeroDivisionError"),
+    ("ReturnsAList", r"explainer returns_a_list failed on batch 1 of task toy"),
+])
+def test_a_failing_explainer_is_one_line_and_keeps_the_rows(toy_env, tmp_path, capsys, cls, expected):
+    """Item 10: the CLI names the explainer and the batch; rows of earlier batches stay."""
+    from effbench.cli import main
+
+    RaisesOnSecondBatch.calls = 0
+    code = main(["run", "--task", "toy", "--explainer", f"{__name__}:{cls}", "--metric", "necessity", "--model-kind",
+                 "tiny", "--limit", "8", "--batch-size", "4", "--output", str(tmp_path), "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1 and __import__("re").search(expected, error), error
+    if cls == "RaisesOnSecondBatch":
+        [per_example] = tmp_path.glob("toy/raises_on_second_batch-*/per_example.jsonl")
+        assert len(per_example.read_text().splitlines()) == 4
+
+
+def test_a_negative_seed_is_refused_before_any_work(tmp_path):
+    """Item 10: --seed -1 was refused only after all the compute."""
+    import effbench
+
+    with pytest.raises(EffbenchError, match="seed must be a non-negative integer"):
+        effbench.RunConfig(seed=-1, output_dir=tmp_path)
+
+
+def test_disk_full_is_one_line_and_keeps_the_rows(toy_env, tmp_path):
+    """Item 10: a file-size limit (EFBIG, as a full disk) mid-run: one line, and the rows written so far stay."""
+    import os
+    import subprocess
+    import sys
+
+    import effbench
+
+    effbench.evaluate(["toy"], ["random"], ["necessity"], effbench.RunConfig(limit=4, output_dir=tmp_path / "warm",
+                                                                              model_kind="tiny"), progress=False)
+    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); from effbench.cli import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", script, "run", "--task", "toy", "--explainer", "random",
+                             "--metric", "necessity", "--model-kind", "tiny", "--limit", "200", "--batch-size", "4",
+                             "--output", str(tmp_path / "out"), "--quiet"],
+                            capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "File too large" in result.stderr
+    [per_example] = (tmp_path / "out").glob("toy/random-*/per_example.jsonl")
+    assert per_example.read_text().count("\n") >= 4  # whole rows before the limit are kept
