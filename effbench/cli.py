@@ -351,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effbench: interrupted; finished work is saved and a rerun resumes from it", file=sys.stderr)
         return 130
+    except OSError as error:  # disk full, a read-only or missing folder: what the machine refused, and where
+        where = f": {error.filename}" if error.filename else ""
+        print(f"effbench: error: {error.strerror or error}{where}; finished work is saved and a rerun resumes "
+              "from it", file=sys.stderr)
+        return 2
     return 0
 
 

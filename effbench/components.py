@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, ClassVar
 
 from effbench.errors import EffbenchError
+from effbench.untrusted import excerpt
+
+# a name becomes a folder name (runs/<task>/<explainer>-<hash>): nothing that can leave the output folder
+COMPONENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+COMPONENT_NAME_RULE = ("lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                       "at most 100 characters, no '..'")
+
+
+def check_component_name(name: Any, kind: str = "component") -> str:
+    """`name` if it is a valid explainer or metric name, else EffbenchError naming the rule."""
+    if not isinstance(name, str) or not COMPONENT_NAME.match(name) or ".." in name:
+        raise EffbenchError(f"{kind} name {excerpt(name)} is not allowed; a name has {COMPONENT_NAME_RULE}")
+    return name
+
+
+def check_component_version(version: Any, kind: str, name: str) -> int:
+    """`version` if it is a positive int (not a bool), else EffbenchError."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise EffbenchError(f"{kind} {name}: version {excerpt(version)} is not allowed; a version is a positive integer")
+    return version
 
 
 class Component:
@@ -21,6 +42,8 @@ class Component:
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any):
+        check_component_name(getattr(self, "name", None), self.kind)
+        check_component_version(getattr(self, "version", None), self.kind, self.name)
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             allowed = ", ".join(sorted(self.defaults)) or "none"

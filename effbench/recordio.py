@@ -7,11 +7,14 @@ raises EffbenchError naming the file and the key (as a dotted path) and what was
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from effbench.errors import EffbenchError
+from effbench.records import identity_of_record, sha256_json
+from effbench.untrusted import EXCERPT_CHARACTERS, excerpt
 
 KNOWN_SCHEMA_VERSIONS = (1,)
 PER_EXAMPLE_FILE = "per_example.jsonl"
@@ -121,7 +124,7 @@ def _check_mapping(data: Any, schema: dict[str, Any], where: str, fail: Callable
         elif check is not None:
             expected = check(data[key])
             if expected is not None:
-                raise fail(path, f"must be {expected}, got {data[key]!r}")
+                raise fail(path, f"must be {expected}, got {excerpt(data[key])}")
 
 
 def read_record(path: str | Path) -> dict:
@@ -142,7 +145,7 @@ def read_record(path: str | Path) -> dict:
     if not isinstance(record, dict):
         raise RecordError(f"malformed run record {path}: the top level must be a JSON object")
     if "schema_version" in record and record["schema_version"] not in KNOWN_SCHEMA_VERSIONS:
-        raise fail("schema_version", f"is {record['schema_version']!r}; this effbench reads schema versions "
+        raise fail("schema_version", f"is {excerpt(record['schema_version'])}; this effbench reads schema versions "
                                      f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))} (a newer effbench may read it)")
     _check_mapping(record, _RECORD, "", fail)
     if "degenerate" in record["model"]:
@@ -156,7 +159,7 @@ def read_record(path: str | Path) -> dict:
         _check_mapping(metric, _METRIC, f"metrics[{index}]", fail)
         names.append(metric["name"])
     if len(set(names)) != len(names):
-        raise fail("metrics", f"names a metric twice: {names}")
+        raise fail("metrics", f"names a metric twice: {excerpt(names)}")
     for name in names:
         if name not in record["results"]:
             raise fail(f"results.{name}", "is missing (every metric in 'metrics' needs a result)")
@@ -164,27 +167,47 @@ def read_record(path: str | Path) -> dict:
     task = record["task"]
     labels = task.get("labels")  # class names; records written before runs recorded them have none
     if labels is not None and not (isinstance(labels, list) and all(isinstance(name, str) for name in labels)):
-        raise fail("task.labels", f"must be a list of class names (strings), got {labels!r}")
+        raise fail("task.labels", f"must be a list of class names (strings), got {excerpt(labels)}")
     if task["evaluated"] > task["test_examples"]:
         raise fail("task.evaluated", f"({task['evaluated']}) exceeds task.test_examples ({task['test_examples']})")
+    for name in names:
+        result = record["results"][name]
+        for count in ("n", "flagged"):
+            if result[count] > task["evaluated"]:
+                raise fail(f"results.{name}.{count}", f"({result[count]}) exceeds task.evaluated ({task['evaluated']})")
+        low, high = result["low"], result["high"]
+        if _is_finite(low) and _is_finite(high) and low > high:
+            raise fail(f"results.{name}", f"must have low <= high, got low {low!r} and high {high!r}")
+    accuracy = record["accuracy_on_evaluated"]
+    if _is_finite(accuracy) and not 0 <= accuracy <= 1:
+        raise fail("accuracy_on_evaluated", f"must lie in [0, 1], got {accuracy!r}")
+    if "identity_sha256" in record:  # records written before it existed lack it
+        if record["identity_sha256"] != sha256_json(identity_of_record(record)):
+            raise fail("identity_sha256", "does not match the record's task, model, components and settings "
+                                          "(the record was edited after its run)")
     return record
 
 
 def read_per_example(record_path: str | Path) -> list[dict]:
-    """The per-example rows of a record, one per example id in first-seen order.
-
-    Rows are read as the runner writes them: a resumed run may append a second row for an example
-    with more metrics (merged here), and an interruption may leave one line cut short (skipped, as the
-    runner skips it; the leaderboard then checks that the evaluated examples are all present).
-    """
+    """The per-example rows of a record, one per example id in first-seen order (see `read_rows`)."""
     record_path = Path(record_path)
     record = read_record(record_path)
-    path = record_path.parent / record["per_example_file"]
+    return list(read_rows(record_path.parent / record["per_example_file"]).values())
+
+
+def read_rows(path: Path) -> dict[str, dict]:
+    """Read and check a per-example file: example id -> its row, the metrics of every row of the id merged.
+
+    The one reader of per-example rows, for the runner's resume and for the leaderboard. Rows are read
+    as the runner writes them: a resumed run may append a second row for an example with more metrics,
+    and an interruption may cut the last line short (it has no newline; skipped). Every other line must
+    be a well-formed row, else RecordError names the file and the line.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RecordError(f"cannot read the per-example rows {path}: {getattr(error, 'strerror', None) or error}") from None
-
+    lines = text.split("\n")  # the last item is "" when the file ends with a newline, else a line cut short
     rows: dict[str, dict] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -192,14 +215,24 @@ def read_per_example(record_path: str | Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                continue  # cut short by an interruption; the runner recomputes it
+            raise RecordError(f"malformed per-example row in {path}, line {number}: not a JSON object "
+                              f"(only the last line, cut short by an interruption, may be incomplete)") from None
         _check_row(row, path, number)
         existing = rows.get(row["example_id"])
         if existing is None:
+            if "target" not in row:  # a later row of an example may add metrics only
+                raise RecordError(f"malformed per-example row in {path}, line {number}: the first row of example "
+                                  f"{excerpt(row['example_id'])} lacks key 'target' (the class explained)")
             rows[row["example_id"]] = row
         else:
             existing["metrics"].update(row["metrics"])
-    return list(rows.values())
+    return rows
+
+
+def _is_finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _check_row(row: Any, path: Path, number: int) -> None:
@@ -207,17 +240,26 @@ def _check_row(row: Any, path: Path, number: int) -> None:
         return RecordError(f"malformed per-example row in {path}, line {number}: {problem}")
 
     if not isinstance(row, dict):
-        raise fail("a row must be a JSON object")
+        raise fail(f"a row must be a JSON object, got {excerpt(row)}")
     for key in ("example_id", "metrics"):
         if key not in row:
             raise fail(f"key {key!r} is missing")
     if not isinstance(row["example_id"], str):
-        raise fail(f"key 'example_id' must be a string, got {row['example_id']!r}")
+        raise fail(f"key 'example_id' must be a string, got {excerpt(row['example_id'])}")
+    if not (row.get("target") is None or _is_int(row["target"])) or not (row.get("label") is None or _is_int(row["label"])):
+        raise fail("keys 'target' and 'label' must be class indices (integers, or null)")
     if not isinstance(row["metrics"], dict):
         raise fail("key 'metrics' must be a mapping of metric name -> {value, flags}")
     for name, entry in row["metrics"].items():
+        where = f"key 'metrics.{name[:EXCERPT_CHARACTERS]}'"  # JSON keys are strings
         if not isinstance(entry, dict) or "value" not in entry or not _is_number(entry["value"]):
-            raise fail(f"key 'metrics.{name}' must be a mapping with a numeric 'value'")
+            got = excerpt(entry.get("value")) if isinstance(entry, dict) and "value" in entry else excerpt(entry)
+            raise fail(f"{where} must be a mapping with a numeric 'value' (a number, or null), got {got}")
+        flags = entry.get("flags")
+        if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
+            raise fail(f"{where}: 'flags' must be a list of strings, got {excerpt(flags)}")
+        if not _is_finite(entry["value"]) and not flags:
+            raise fail(f"{where}: a value of {excerpt(entry['value'])} needs a flag saying why it is undefined")
     tokens, scores = row.get("tokens"), row.get("scores")
     if tokens is not None or scores is not None:
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):

@@ -17,6 +17,33 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def run_identity(task: dict, model: dict, explainer: dict, metrics: list[dict], *, perturbation: str, seed: int,
+                 dtype: str) -> dict[str, Any]:
+    """What a run's identity hashes (its record folder is named by the hash): task, model, components, settings.
+
+    `task` holds the task's name, version, card_hash and data_hash; `model` the model's name and
+    checkpoint_sha256; `explainer` and each metric their name, version and params.
+    """
+    return {"task": task, "model": model, "explainer": explainer, "metrics": metrics,
+            "perturbation": perturbation, "seed": seed, "dtype": dtype}
+
+
+def identity_of_record(record: dict) -> dict[str, Any]:
+    """The identity a run record was written under, rebuilt from its fields (as the runner built it)."""
+    def component(entry: dict) -> dict:
+        return {"name": entry["name"], "version": entry["version"], "params": entry["params"]}
+
+    model = record["model"]
+    # the runner's model identity (ModelProvenance.identity): a model without a training record is "own-model"
+    model_name = model["name"] if model.get("training") is not None else "own-model"
+    return run_identity(
+        {key: record["task"][key] for key in ("name", "version", "card_hash", "data_hash")},
+        {"name": model_name, "checkpoint_sha256": model["checkpoint_sha256"]},
+        component(record["explainer"]), [component(metric) for metric in record["metrics"]],
+        perturbation=record["config"]["perturbation"], seed=record["config"]["seed"], dtype=record["config"].get("dtype"),
+    )
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities as null, so that what effbench writes as JSON is strict JSON."""
     import math

@@ -7,6 +7,7 @@ batch, so an interrupted run restarted with the same arguments recomputes nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from effbench.errors import EffbenchError
-from effbench.records import environment, sha256_json
+from effbench.records import environment, run_identity, sha256_json
+from effbench.untrusted import excerpt
 
 SCHEMA_VERSION = 1
+RUN_LOCK_FILE = ".effbench-lock"
 PERTURBATION_MODES = ("remove", "mask")
 
 
@@ -40,6 +43,8 @@ class RunConfig:
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
             raise EffbenchError(f"perturbation {self.perturbation!r} is not allowed; use one of {', '.join(PERTURBATION_MODES)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise EffbenchError(f"seed must be a non-negative integer, got {excerpt(self.seed)}")
         if self.batch_size < 1:
             raise EffbenchError(f"batch size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
@@ -61,18 +66,27 @@ class _ExampleStore:
     """Per-example rows of one (task, explainer) run, appended as JSONL and read back on restart."""
 
     def __init__(self, path: Path):
+        from effbench.recordio import read_rows
+
         self.path = path
         self.rows: dict[str, dict] = {}
         if path.exists():
-            text = path.read_text()
-            if text and not text.endswith("\n"):
-                with open(path, "a") as handle:  # end a line cut short, so the next row starts clean
-                    handle.write("\n")
-            for line in text.splitlines():
-                try:
-                    self._merge(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut short by an interruption; everything before it is kept
+            self._drop_a_line_cut_short()
+            self.rows = read_rows(path)
+
+    def _drop_a_line_cut_short(self) -> None:
+        """End the last line, so that the next row starts a line: truncate it if an interruption cut it short."""
+        with open(self.path, "rb+") as handle:
+            text = handle.read()
+            if not text or text.endswith(b"\n"):
+                return
+            start = text.rfind(b"\n") + 1
+            try:
+                json.loads(text[start:])
+            except ValueError:  # an unfinished row: nothing in it can be used
+                handle.truncate(start)
+            else:
+                handle.write(b"\n")
 
     def _merge(self, row: dict) -> None:
         existing = self.rows.get(row["example_id"])
@@ -86,9 +100,12 @@ class _ExampleStore:
                    for example_id in example_ids for name in metric_names)
 
     def append(self, rows: list[dict]) -> None:
+        """Append the rows that add something: a batch recomputed for one missing example repeats the others."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as handle:
             for row in rows:
+                if not self.missing([row["example_id"]], list(row["metrics"])):
+                    continue
                 handle.write(json.dumps(row) + "\n")
                 self._merge(row)
 
@@ -108,19 +125,15 @@ def evaluate(
     reference model, or `model` (a classifier folder or hub id; or an adapter from `load_model`),
     which overrides `config.model`.
     """
-    from tqdm.auto import tqdm
-
-    from effbench.metrics.perturbation import PerturbationEngine
     from effbench.models.loading import load_model
     from effbench.models.reference import degeneracy_on_test_split
     from effbench.tasks import load_task
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
-    explainer_objects = [_with_seed(name, params, config.seed) for name, params in explainer_specs.items()]
-    metric_objects = [_with_mode(name, params, config.perturbation) for name, params in metric_specs.items()]
+    explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
+    metric_objects = [metric_for_run(name, params, config.perturbation) for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
-
     records = []
     for task_name in tasks:
         task = load_task(task_name)
@@ -134,58 +147,103 @@ def evaluate(
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
         examples = list(task.test[: config.limit] if config.limit else task.test)
         training = task_model.provenance.training
+        degenerate = None
         if training is not None:
             degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
             _warn_if_degenerate(task.card.name, degenerate)
         runs = []
         for explainer in explainer_objects:
-            identity = {
-                "task": {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
-                         "data_hash": task.data_hash},
-                "model": task_model.provenance.identity,
-                "explainer": _component(explainer),
-                "metrics": [_component(metric) for metric in metric_objects],
-                "perturbation": config.perturbation, "seed": config.seed, "dtype": config.dtype,
-            }
+            identity = run_identity(
+                {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
+                 "data_hash": task.data_hash},
+                task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
+                perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
+            )
             folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
-                         "store": _ExampleStore(folder / "per_example.jsonl"),
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
-
-        batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
-        # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
-        bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
-        for batch_number, batch_examples in enumerate(batches, start=1):
-            ids = [example.id for example in batch_examples]
-            pending = [run for run in runs if run["store"].missing(ids, metric_names)]
-            bar.update(len(runs) - len(pending))
-            if not pending:
-                continue
-            batch = task_model.make_batch(batch_examples)
-            engine = PerturbationEngine(task_model, mode=config.perturbation)
-            for run in pending:
-                bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
-                started = time.perf_counter()
-                attribution = run["explainer"].explain(task_model, batch)
-                run["seconds"]["explainer"] += time.perf_counter() - started
-                per_metric = {}
-                for metric in metric_objects:
-                    started = time.perf_counter()
-                    per_metric[metric.name] = metric.compute(engine, batch, attribution)
-                    run["seconds"][metric.name] += time.perf_counter() - started
-                run["store"].append(_rows(task_model, batch, attribution, per_metric))
-                bar.update(1)
-        bar.close()
-
-        if training is None and runs:
-            # no training record: measured on the evaluated examples, from the model's predictions in the rows
-            degenerate = _degeneracy_on_evaluated(runs[0], examples)
-            _warn_if_degenerate(task.card.name, degenerate)
-        for run in runs:
-            record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
-            (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-            records.append(record)
+        with contextlib.ExitStack() as locks:
+            for run in runs:  # locked before its rows are read: another run may be appending to them
+                locks.enter_context(_run_lock(run["folder"]))
+                run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
+            records += _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress)
     return records
+
+
+def _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress) -> list[dict]:
+    """Compute what the runs of one task are missing, batch by batch, and write their records."""
+    from tqdm.auto import tqdm
+
+    from effbench.metrics.perturbation import PerturbationEngine
+
+    metric_names = [metric.name for metric in metric_objects]
+    batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
+    # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
+    bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
+    for batch_number, batch_examples in enumerate(batches, start=1):
+        ids = [example.id for example in batch_examples]
+        pending = [run for run in runs if run["store"].missing(ids, metric_names)]
+        bar.update(len(runs) - len(pending))
+        if not pending:
+            continue
+        batch = task_model.make_batch(batch_examples)
+        engine = PerturbationEngine(task_model, mode=config.perturbation)
+        for run in pending:
+            bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
+            started = time.perf_counter()
+            attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
+            run["seconds"]["explainer"] += time.perf_counter() - started
+            per_metric = {}
+            for metric in metric_objects:
+                started = time.perf_counter()
+                per_metric[metric.name] = metric.compute(engine, batch, attribution)
+                run["seconds"][metric.name] += time.perf_counter() - started
+            run["store"].append(_rows(task_model, batch, attribution, per_metric))
+            bar.update(1)
+    bar.close()
+
+    if degenerate is None and runs:
+        # no training record: measured on the evaluated examples, from the model's predictions in the rows
+        degenerate = _degeneracy_on_evaluated(runs[0], examples)
+        _warn_if_degenerate(task.card.name, degenerate)
+    records = []
+    for run in runs:
+        record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
+        (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+        records.append(record)
+    return records
+
+
+def _explain(explainer, model, batch, where: str):
+    """The explainer's attribution; its failure as one line naming it and the batch (the rows so far are kept)."""
+    try:
+        return explainer.explain(model, batch)
+    except (EffbenchError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:  # third-party code: any failure is the explainer's
+        raise EffbenchError(f"explainer {explainer.name} failed on {where}: {type(error).__name__}: "
+                            f"{excerpt(str(error))}; the rows of earlier batches are saved") from error
+
+
+@contextlib.contextmanager
+def _run_lock(folder: Path):
+    """An exclusive lock on a run's folder, held while the run reads and appends its rows; refused if taken.
+
+    The operating system releases it when the process ends, however it ends.
+    """
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / RUN_LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise EffbenchError(f"another effbench run is writing {folder} (it holds {RUN_LOCK_FILE}); wait until it "
+                            "ends, then run again to resume from its rows, or choose another --output") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _degeneracy_on_evaluated(run, examples) -> dict:
@@ -206,11 +264,18 @@ def _warn_if_degenerate(task_name: str, degenerate: dict) -> None:
 
 
 def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sha256: str) -> Path:
-    """Where the run of one explainer on one task keeps its record: one folder per identity."""
-    return Path(output_dir) / task / f"{explainer}-{identity_sha256[:10]}"
+    """Where the run of one explainer on one task keeps its record: one folder per identity, inside `output_dir`."""
+    from effbench.components import check_component_name
+
+    check_component_name(explainer, "explainer")
+    folder = Path(output_dir) / task / f"{explainer}-{identity_sha256[:10]}"
+    if not folder.resolve().is_relative_to(Path(output_dir).resolve()):
+        raise EffbenchError(f"the record folder of task {excerpt(task)}, explainer {excerpt(explainer)} would lie "
+                            f"outside the output folder {output_dir}")
+    return folder
 
 
-def _with_seed(name: str, params: Mapping[str, Any], seed: int):
+def explainer_for_run(name: str, params: Mapping[str, Any], seed: int):
     """A seeded explainer takes the run's seed unless its own was given."""
     from effbench.explainers import explainers, get_explainer
 
@@ -219,7 +284,7 @@ def _with_seed(name: str, params: Mapping[str, Any], seed: int):
     return get_explainer(name, **params)
 
 
-def _with_mode(name: str, params: Mapping[str, Any], perturbation: str):
+def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
     """A perturbation metric takes the run's perturbation mode unless its own was given."""
     from effbench.metrics import get_metric, metrics
 
@@ -251,6 +316,10 @@ def _metric_entry(result, row: int) -> dict:
     return entry
 
 
+def _as_float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _record(run, task, model, degenerate, metric_objects, examples, config) -> dict:
     from effbench.stats import bootstrap_mean
 
@@ -258,7 +327,7 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
     rows = [run["store"].rows[example.id] for example in examples]
     results = {}
     for metric in metric_objects:
-        values = [row["metrics"][metric.name]["value"] for row in rows]
+        values = [_as_float(row["metrics"][metric.name]["value"]) for row in rows]
         flagged = sum(bool(row["metrics"][metric.name]["flags"]) for row in rows)
         results[metric.name] = {**bootstrap_mean(values, seed=config.seed), "flagged": flagged}
     return {

@@ -33,9 +33,20 @@ def check_explainer_contract(explainer: Explainer, model: ClassifierAdapter, exa
 
     from effbench.types import Attribution
 
-    label = f"explainer {getattr(explainer, 'name', type(explainer).__name__)!r}"
-    assert isinstance(getattr(explainer, "name", None), str) and explainer.name, f"{label}: `name` must be a non-empty str"
-    assert isinstance(explainer.version, int) and not isinstance(explainer.version, bool), f"{label}: `version` must be an int"
+    from effbench.untrusted import excerpt
+
+    label = f"explainer {excerpt(getattr(explainer, 'name', type(explainer).__name__))}"
+    from effbench.components import COMPONENT_NAME_RULE, check_component_name, check_component_version
+    from effbench.errors import EffbenchError
+
+    try:
+        check_component_name(getattr(explainer, "name", None), "explainer")
+    except EffbenchError:
+        raise AssertionError(f"{label}: `name` must be a str of {COMPONENT_NAME_RULE}") from None
+    try:
+        check_component_version(getattr(explainer, "version", None), "explainer", explainer.name)
+    except EffbenchError:
+        raise AssertionError(f"{label}: `version` must be a positive int") from None
     assert isinstance(explainer.citation, str) and explainer.citation.lstrip().startswith("@"), f"{label}: `citation` must be a BibTeX entry"
     assert isinstance(explainer.defaults, dict), f"{label}: `defaults` must be a dict of parameters"
     batch = model.make_batch(examples)

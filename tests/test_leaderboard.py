@@ -149,17 +149,26 @@ def test_record_round_trip(tmp_path):
     assert read_per_example(path) == rows
 
 
-def test_per_example_rows_merge_resumed_runs_and_skip_a_line_cut_short(tmp_path):
+def test_per_example_rows_merge_resumed_runs_and_skip_a_last_line_cut_short(tmp_path):
     record, rows = make_record("mr-sentences", "saliency", {"necessity": [0.1, 0.2], "sparsity": [0.5, 0.6]})
     path = write_record(tmp_path, record, rows)
     first_pass = [{**row, "metrics": {"necessity": row["metrics"]["necessity"]}} for row in rows]
     second_pass = [{"example_id": row["example_id"], "metrics": {"sparsity": row["metrics"]["sparsity"]}} for row in rows]
-    lines = [json.dumps(first_pass[0]), '{"example_id": "row-1", "metr', json.dumps(first_pass[1])]
-    lines += [json.dumps(row) for row in second_pass]
-    (path.parent / "per_example.jsonl").write_text("\n".join(lines) + "\n")
+    lines = [json.dumps(first_pass[0]), json.dumps(first_pass[1])] + [json.dumps(row) for row in second_pass]
+    (path.parent / "per_example.jsonl").write_text("\n".join(lines) + '\n{"example_id": "row-2", "metr')
     merged = read_per_example(path)
     assert [row["example_id"] for row in merged] == ["row-0", "row-1"]
     assert merged[1]["metrics"]["sparsity"]["value"] == 0.6 and merged[1]["metrics"]["necessity"]["value"] == 0.2
+
+
+def test_a_line_cut_short_before_other_rows_is_malformed(tmp_path):
+    """Only the last line can be cut short by an interruption; a broken line among rows is tampering."""
+    record, rows = make_record("mr-sentences", "saliency", {"necessity": [0.1, 0.2]})
+    path = write_record(tmp_path, record, rows)
+    lines = [json.dumps(rows[0]), '{"example_id": "row-1", "metr', json.dumps(rows[1])]
+    (path.parent / "per_example.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(EffbenchError, match=r"per_example\.jsonl, line 2: not a JSON object"):
+        read_per_example(path)
 
 
 def _break(record: dict, how: str) -> str:

