@@ -28,17 +28,21 @@ def run_identity(task: dict, model: dict, explainer: dict, metrics: list[dict], 
             "perturbation": perturbation, "seed": seed, "dtype": dtype}
 
 
+def model_identity(name: str, checkpoint_sha256: str | None, is_reference_model: bool) -> dict[str, Any]:
+    """The model's part of a run's identity: the same weights at two paths are one model; a reference
+    model (one with a training record) keeps its cache name."""
+    return {"name": name if is_reference_model else "own-model", "checkpoint_sha256": checkpoint_sha256}
+
+
 def identity_of_record(record: dict) -> dict[str, Any]:
     """The identity a run record was written under, rebuilt from its fields (as the runner built it)."""
     def component(entry: dict) -> dict:
         return {"name": entry["name"], "version": entry["version"], "params": entry["params"]}
 
     model = record["model"]
-    # the runner's model identity (ModelProvenance.identity): a model without a training record is "own-model"
-    model_name = model["name"] if model.get("training") is not None else "own-model"
     return run_identity(
         {key: record["task"][key] for key in ("name", "version", "card_hash", "data_hash")},
-        {"name": model_name, "checkpoint_sha256": model["checkpoint_sha256"]},
+        model_identity(model["name"], model["checkpoint_sha256"], model.get("training") is not None),
         component(record["explainer"]), [component(metric) for metric in record["metrics"]],
         perturbation=record["config"]["perturbation"], seed=record["config"]["seed"], dtype=record["config"].get("dtype"),
     )

@@ -41,9 +41,9 @@ class ModelProvenance:
 
     @property
     def identity(self) -> dict[str, Any]:
-        # the same weights at two paths are one model; a reference model keeps its cache name
-        name = self.name if self.training is not None else "own-model"
-        return {"name": name, "checkpoint_sha256": self.checkpoint_sha256}
+        from effbench.records import model_identity
+
+        return model_identity(self.name, self.checkpoint_sha256, self.training is not None)
 
     def recorded(self, *, keep_local_path: bool = True) -> dict[str, Any]:
         values = asdict(self)
