@@ -465,3 +465,28 @@ def test_disk_full_is_one_line_and_keeps_the_rows(toy_env, tmp_path):
     assert "Traceback" not in result.stderr and "File too large" in result.stderr
     [per_example] = (tmp_path / "out").glob("toy/random-*/per_example.jsonl")
     assert per_example.read_text().count("\n") >= 4  # whole rows before the limit are kept
+
+
+def test_the_board_readme_keeps_untrusted_text_inert(tmp_path):
+    """Item 3: a citation with a triple backtick and HTML, an HTML board description and model name land
+    as text: the BibTeX fence outlasts the citation's backticks, and nothing raw reaches the Markdown."""
+    from test_leaderboard import make_record, synthetic_values, write_board, write_record
+
+    from effbench.leaderboard import build_board
+
+    hostile = "```\n<script>alert(1)</script>\n<img src=x onerror=alert(2)>"
+    board = write_board(tmp_path, description="A board <img src=x onerror=alert(3)> | [link](http://evil)")
+    values = {"necessity": synthetic_values(0, 0.3), "sufficiency": synthetic_values(1, 0.2)}
+    for task in ("mr-sentences", "tweets"):
+        write_record(board, *make_record(task, "saliency", values, **{
+            "explainer.citation": "@misc{evil, title={" + hostile + "}}", "model.name": "<img src=y onerror=alert(4)>"}))
+    build_board(board)
+    readme = (board / "README.md").read_text()
+    fence = readme.split("## Citation", 1)[1]
+    opening = next(line for line in fence.splitlines() if line.startswith("```"))
+    assert opening.startswith("````") and opening.endswith("bibtex")  # longer than the citation's ```
+    body = fence.split(opening, 1)[1]
+    assert "<script>" in body.split(opening.removesuffix("bibtex"), 1)[0]  # the citation, inert inside the fence
+    outside = readme.split("## Citation", 1)[0]
+    assert "<img" not in outside and "&lt;img src=x onerror=alert(3)&gt;" in outside
+    assert "&lt;img src=y onerror=alert(4)&gt;" in outside and "](http" not in outside
