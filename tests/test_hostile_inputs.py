@@ -490,3 +490,24 @@ def test_the_board_readme_keeps_untrusted_text_inert(tmp_path):
     outside = readme.split("## Citation", 1)[0]
     assert "<img" not in outside and "&lt;img src=x onerror=alert(3)&gt;" in outside
     assert "&lt;img src=y onerror=alert(4)&gt;" in outside and "](http" not in outside
+
+
+@pytest.mark.parametrize("metric_name", ["necessity", "sufficiency", "min_sufficient", "min_necessary"])
+def test_constant_scores_are_flagged_by_the_ranking_metrics(tiny_adapter, tiny_examples, metric_name):
+    """Item 12: all-zero or constant scores rank by position only; the value is kept and flagged."""
+    import torch
+
+    from effbench.metrics import get_metric
+    from effbench.metrics.perturbation import PerturbationEngine
+    from effbench.types import Attribution
+
+    batch = tiny_adapter.make_batch(tiny_examples)
+    engine = PerturbationEngine(tiny_adapter)
+    constant = Attribution(scores=torch.where(batch.scorable_mask, 0.25, 0.0), explainer="constant", version=1)
+    varied = Attribution(scores=torch.where(batch.scorable_mask, torch.rand(batch.input_ids.shape), 0.0),
+                         explainer="varied", version=1)
+    metric = get_metric(metric_name)
+    flagged = metric.compute(engine, batch, constant)
+    assert all("constant_scores" in flags for flags in flagged.flags)
+    assert all(value == value for value in flagged.values)  # a value, not NaN
+    assert not any("constant_scores" in flags for flags in metric.compute(engine, batch, varied).flags)

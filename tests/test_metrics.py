@@ -82,12 +82,13 @@ def make_attribution(batch: Batch, scores: list[list[float]], explainer: str = "
 
 GOLDEN_MODEL_WEIGHTS = {11: 0.1, 12: 0.4, 13: 0.05, 14: 0.2}
 GOLDEN_EXPECTED = {
-    "necessity": ([0.42, 0.18], [[], []]),  # (4 * 0.40 + 0.50) / 5, (4 * 0.10 + 0.50) / 5
-    "sufficiency": ([0.33, 0.37], [[], []]),  # (4 * 0.35 + 0.25) / 5, (4 * 0.45 + 0.05) / 5
+    "necessity": ([0.42, 0.18], [[], ["constant_scores"]]),  # (4 * 0.40 + 0.50) / 5, (4 * 0.10 + 0.50) / 5
+    "sufficiency": ([0.33, 0.37], [[], ["constant_scores"]]),  # (4 * 0.35 + 0.25) / 5, (4 * 0.45 + 0.05) / 5
     "faithfulness": ([2 / 3, 0.0], [[], ["constant_scores"]]),  # effects = weights: 5 concordant pairs, 1 discordant
     "sparsity": ([0.25, 0.0], [[], ["all_zero_scores"]]),  # (-3 * .1 - .2 + .3 + 3 * .4) / (4 * 1.0)
-    "min_sufficient": ([0.25, 2 / 3], [[], []]),  # only {12}: 0.60 keeps class 1; only {11}: 0.30 does not
-    "min_necessary": ([0.5, 2 / 3], [[], []]),  # without {12}: 0.55, without {12, 11}: 0.45 flips
+    "min_sufficient": ([0.25, 2 / 3], [[], ["constant_scores"]]),  # only {12}: 0.60 keeps class 1; only {11}: 0.30 does not
+    "min_necessary": ([0.5, 2 / 3], [[], ["constant_scores"]]),  # without {12}: 0.55, without {12, 11}: 0.45 flips
+    # (the second example's scores are all zero: ranked by position, and flagged)
 }
 
 

@@ -29,6 +29,8 @@ MINIMAL_GRID = [0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.15, 0.20, 0.30, 0.50, 0.70
 # Flags a metric can attach to an example (a value of NaN always comes with one of the first two).
 NO_SCORABLE_TOKENS = "no_scorable_tokens"
 NON_FINITE_SCORES = "non_finite_scores"
+# all scorable tokens scored alike: a ranking exists (by position), but it says nothing of the explainer
+CONSTANT_SCORES = "constant_scores"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,11 @@ def rank_positions(positions: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def rankings(batch: Batch, attribution: Attribution) -> tuple[list[np.ndarray | None], list[list[str]]]:
-    """Per example: scorable positions ranked best first, or None (with a flag) where no ranking exists."""
+    """Per example: scorable positions ranked best first, or None (with a flag) where no ranking exists;
+    an example whose scores are all equal keeps its ranking (by position) and is flagged `constant_scores`."""
     positions, scores, flags = scorable_scores(batch, attribution)
     ranked = [None if row_flags else rank_positions(p, s) for p, s, row_flags in zip(positions, scores, flags)]
+    for row_scores, row_flags in zip(scores, flags):
+        if not row_flags and len(row_scores) > 1 and np.all(row_scores == row_scores[0]):
+            row_flags.append(CONSTANT_SCORES)  # the value is kept: ranked by position, earlier first
     return ranked, flags

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from effbench.errors import EffbenchError
-from effbench.metrics.base import Metric, MetricResult, scorable_scores
+from effbench.metrics.base import CONSTANT_SCORES, Metric, MetricResult, scorable_scores
 
 if TYPE_CHECKING:
     from effbench.metrics.perturbation import PerturbationEngine
     from effbench.types import Attribution, Batch
 
-CONSTANT_SCORES = "constant_scores"
 CONSTANT_EFFECTS = "constant_effects"
 TOO_FEW_TOKENS = "fewer_than_2_tokens"
 

@@ -117,7 +117,7 @@ class MinSufficient(_MinimalFraction):
     """Smallest fraction k/m on the grid whose top k tokens alone keep the prediction. Lower is better."""
 
     name = "min_sufficient"
-    version = 1
+    version = 2  # 2: constant scores are flagged
 
     def positions_to_perturb(self, ranked: np.ndarray, k: int) -> frozenset[int]:
         return frozenset(ranked[k:].tolist())
@@ -130,7 +130,7 @@ class MinNecessary(_MinimalFraction):
     """Smallest fraction k/m on the grid whose removal changes the prediction. Lower is better."""
 
     name = "min_necessary"
-    version = 1
+    version = 2  # 2: constant scores are flagged
 
     def positions_to_perturb(self, ranked: np.ndarray, k: int) -> frozenset[int]:
         return frozenset(ranked[:k].tolist())
