@@ -511,3 +511,29 @@ def test_constant_scores_are_flagged_by_the_ranking_metrics(tiny_adapter, tiny_e
     assert all("constant_scores" in flags for flags in flagged.flags)
     assert all(value == value for value in flagged.values)  # a value, not NaN
     assert not any("constant_scores" in flags for flags in metric.compute(engine, batch, varied).flags)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--task", "toy", "--model-kind", "tiny", "--device", "bogus", "--limit", "2"], "'bogus' is not a torch device"),
+    (["diagnose", "--task", "toy", "--model-kind", "tiny", "--limit", "0"], "--limit and --batch-size must be at least 1"),
+    (["diagnose", "--task", "toy", "--model-kind", "tiny", "--limit", "-1"], "--limit and --batch-size must be at least 1"),
+    (["diagnose", "--task", "toy", "--model-kind", "tiny", "--batch-size", "0"], "--limit and --batch-size must be at least 1"),
+])
+def test_bad_devices_and_diagnose_sizes_are_one_line(toy_env, capsys, argv, expected):
+    """Item 10: these were tracebacks (KeyError 'null_dim', a torch RuntimeError)."""
+    from effbench.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cuda_without_cuda_is_one_line(toy_env, capsys, monkeypatch):
+    import torch
+
+    from effbench.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["run", "--task", "toy", "--model-kind", "tiny", "--device", "cuda", "--limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available here" in err and len(err.strip().splitlines()) == 1

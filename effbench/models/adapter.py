@@ -234,6 +234,7 @@ class ClassifierAdapter:
     """A sequence classifier in eval mode, with access to its attention internals."""
 
     def __init__(self, model, tokenizer, *, max_length: int, name: str, device: str = "cpu"):
+        check_device(device)
         config = model.config
         self.architecture = architecture_of(config)
         self.model = model.to(device).eval()
@@ -478,6 +479,18 @@ class ClassifierAdapter:
     def head_transfers(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
         """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
         return torch.einsum("bhnk,hkd->bhnd", self.value_vectors(layer, forward), self.head_output_projection(layer))
+
+
+def check_device(device: str) -> None:
+    """A one-line error for a device torch does not know, or one this machine does not have."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise EffbenchError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise EffbenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise EffbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def normalise_layer(layer: int, num_layers: int) -> int:

@@ -99,8 +99,9 @@ def load_reference_model(task: TaskData, kind: str = "minilm", *, seed: int = 0,
 
     Returns (adapter, training record).
     """
-    from effbench.models.adapter import ClassifierAdapter
+    from effbench.models.adapter import ClassifierAdapter, check_device
 
+    check_device(device)  # before any training: a bad device should not cost a training run
     config = training_config(task, kind, seed, **overrides)
     folder = checkpoint_dir(task, config)
     if not (folder / "training.json").exists():
