@@ -48,6 +48,16 @@ def render(rows: list[dict], fmt: str, *, document=None, floatfmt: str = "g") ->
 # ---- parameters -----------------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
 def _parameter(text: str) -> tuple[str | None, str, str]:
     """`NAME=VALUE` or `EXPLAINER.NAME=VALUE` -> (explainer or None, name, value)."""
     key, sep, value = text.partition("=")
@@ -133,7 +143,7 @@ def cmd_train(args) -> None:
         kind = args.kind
     for name in args.task:
         task = load_task(name)
-        overrides = {"epochs": args.epochs} if args.epochs else {}
+        overrides = {"epochs": args.epochs} if args.epochs is not None else {}
         _, record = load_reference_model(task, kind, seed=args.seed, device=args.device, **overrides)
         print(f"{name} ({kind}): test accuracy {record['test_accuracy']:.3f} on {record['test_examples']} "
               f"examples, trained in {record['train_seconds']:.0f} s on {record['train_examples']} examples")
@@ -266,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="minilm (fine-tune the packaged encoder) or tiny (a small BERT from scratch)")
     train.add_argument("--kind", choices=MODEL_KINDS, help=argparse.SUPPRESS)  # deprecated alias of --model-kind
     train.add_argument("--seed", type=int, default=0, help="training seed")
-    train.add_argument("--epochs", type=int, help="override the task card's epochs")
+    train.add_argument("--epochs", type=_positive_int, help="override the task card's epochs (at least 1)")
 
     run = command("run", "score explainers with metrics on tasks; writes run records", cmd_run,
                   model, device, fmt, quiet)

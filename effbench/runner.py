@@ -218,8 +218,11 @@ def _explain(explainer, model, batch, where: str):
     """The explainer's attribution; its failure as one line naming it and the batch (the rows so far are kept)."""
     try:
         return explainer.explain(model, batch)
-    except (EffbenchError, KeyboardInterrupt, MemoryError):
+    except (KeyboardInterrupt, MemoryError):
         raise
+    except EffbenchError as error:  # what it returned broke the contract (a list, complex scores, a shape)
+        raise EffbenchError(f"explainer {explainer.name} failed on {where}: {error}; the rows of earlier batches "
+                            "are saved") from error
     except Exception as error:  # third-party code: any failure is the explainer's
         raise EffbenchError(f"explainer {explainer.name} failed on {where}: {type(error).__name__}: "
                             f"{excerpt(str(error))}; the rows of earlier batches are saved") from error

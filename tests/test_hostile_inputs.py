@@ -537,3 +537,114 @@ def test_cuda_without_cuda_is_one_line(toy_env, capsys, monkeypatch):
     assert main(["run", "--task", "toy", "--model-kind", "tiny", "--device", "cuda", "--limit", "2"]) == 2
     err = capsys.readouterr().err
     assert "CUDA is not available here" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- 11. bad values that were accepted silently --------------------------------------------------------
+
+
+def _csv_task(folder, rows, **card_changes):
+    """A local CSV task with the given (text, label) rows and its card, with `card_changes` applied."""
+    import csv
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "data.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    card = {"name": "hostile", "version": 1, "description": "A hostile task.", "license": "CC0-1.0",
+            "citation": "@misc{h, title={H}}", "source": "datasets", "reader": "datasets", "dataset": "data.csv",
+            "text_field": "text", "label_field": "label", "raw_labels": ["neg", "pos"],
+            "labels": ["negative", "positive"], "max_length": 32, "split_salt": "h", "train_epochs": 1,
+            "learning_rate": 1e-3, "train_batch_size": 8, **card_changes}
+    (folder / "hostile.yaml").write_text(yaml.safe_dump(card))
+    return folder / "hostile.yaml"
+
+
+TWO_CLASS_ROWS = [(f"text number {i}", "pos" if i % 2 else "neg") for i in range(40)]
+
+
+def test_a_huge_max_length_is_refused_by_the_card(tmp_path):
+    from effbench.tasks.card import parse_card
+
+    with pytest.raises(EffbenchError, match=r"field 'max_length' .* must be an integer from 1 to 32768"):
+        parse_card(_csv_task(tmp_path, TWO_CLASS_ROWS, max_length=1_000_000_000))
+
+
+@pytest.mark.parametrize("rows, card_changes, unused", [
+    ([(f"text {i}", "pos") for i in range(40)], {}, "'neg'"),  # a single-class dataset
+    (TWO_CLASS_ROWS, {"raw_labels": ["neg", "pos", "mixed"], "labels": ["negative", "positive", "mixed"]}, "'mixed'"),
+])
+def test_a_card_class_without_examples_is_refused(tmp_path, monkeypatch, rows, card_changes, unused):
+    from effbench.tasks import load_task
+
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(EffbenchError, match=rf"raw label\(s\) {unused} .* occur in no example"):
+        load_task(_csv_task(tmp_path / "task", rows, **card_changes))
+
+
+def test_empty_rows_are_counted_when_left_out(tmp_path, monkeypatch, capsys):
+    from effbench.tasks import load_task
+
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
+    rows = TWO_CLASS_ROWS + [("   ", "pos")] * 10
+    task = load_task(_csv_task(tmp_path / "task", rows))
+    assert len(task.train) + len(task.test) == 40
+    assert "10 of 50 rows have an empty or whitespace-only text and are left out" in capsys.readouterr().err
+
+
+def test_encoding_on_a_datasets_source_is_refused(tmp_path):
+    from effbench.tasks.card import parse_card
+
+    with pytest.raises(EffbenchError, match="field 'encoding' applies only to sources pypi-sdist"):
+        parse_card(_csv_task(tmp_path, TWO_CLASS_ROWS, encoding="latin-1"))
+
+
+def test_invalid_utf8_names_the_file_and_the_line(tmp_path, monkeypatch):
+    from effbench.tasks import load_task
+
+    monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
+    card = _csv_task(tmp_path / "task", TWO_CLASS_ROWS)
+    data = card.parent / "data.csv"
+    lines = data.read_bytes().split(b"\n")
+    lines[5] = b"caf\xe9 au lait,pos"  # latin-1, not UTF-8
+    data.write_bytes(b"\n".join(lines))
+    with pytest.raises(EffbenchError, match=r"data.csv is not valid UTF-8 at line 6"):
+        load_task(card)
+
+
+@pytest.mark.parametrize("epochs", ["-1", "0"])
+def test_train_refuses_epochs_below_one(toy_env, capsys, epochs):
+    from effbench.cli import main
+
+    assert main(["train", "--task", "toy", "--model-kind", "tiny", "--epochs", epochs]) == 2
+    assert f"argument --epochs: '{epochs}' is not an integer >= 1" in capsys.readouterr().err
+
+
+class ReturnsComplexScores(_Hostile):
+    name = "returns_complex_scores"
+
+    def scores(self, model, batch):
+        import torch
+
+        return batch.input_ids.to(torch.complex64) * (1 + 1j)
+
+
+class ReturnsANumpyArray(_Hostile):
+    name = "returns_a_numpy_array"
+
+    def scores(self, model, batch):
+        return batch.input_ids.float().numpy()
+
+
+@pytest.mark.parametrize("cls, expected", [(ReturnsComplexScores, "dtype torch.complex64; scores must be real"),
+                                           (ReturnsANumpyArray, "returned a ndarray; scores must be a torch tensor")])
+def test_complex_or_numpy_scores_are_refused_by_explain_and_the_contract(tiny_adapter, tiny_examples, cls, expected):
+    from effbench.testing import check_explainer_contract
+
+    batch = tiny_adapter.make_batch(tiny_examples)
+    with pytest.raises(EffbenchError, match=expected):
+        cls().explain(tiny_adapter, batch)
+    with pytest.raises(EffbenchError, match=expected):
+        check_explainer_contract(cls(), tiny_adapter, tiny_examples)

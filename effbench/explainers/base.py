@@ -32,7 +32,13 @@ class Explainer(Component):
 
         from effbench.types import Attribution
 
-        scores = self.scores(model, batch).detach().float().cpu()
+        scores = self.scores(model, batch)
+        if not isinstance(scores, torch.Tensor):
+            raise EffbenchError(f"explainer {self.name!r} returned a {type(scores).__name__}; scores must be a torch "
+                                f"tensor of shape {tuple(batch.input_ids.shape)} (one score per token)")
+        if scores.is_complex() or not (scores.is_floating_point() or scores.dtype in (torch.int32, torch.int64)):
+            raise EffbenchError(f"explainer {self.name!r} returned scores of dtype {scores.dtype}; scores must be real numbers")
+        scores = scores.detach().float().cpu()
         if tuple(scores.shape) != tuple(batch.input_ids.shape):
             raise EffbenchError(
                 f"explainer {self.name!r} returned scores of shape {tuple(scores.shape)}; "

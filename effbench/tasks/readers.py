@@ -134,6 +134,21 @@ _LOCAL_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jso
                    ".txt": "text", ".arrow": "arrow"}  # fmt: skip
 
 
+_TEXT_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+
+
+def _check_utf8(path: Path, card: TaskCard) -> None:
+    """A DataError naming the line and byte where a local text file is not UTF-8 (datasets would only
+    say DatasetGenerationError)."""
+    content = path.read_bytes()
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise DataError(f"task {card.name!r}: {path} is not valid UTF-8 at line {line} (byte {error.start}: "
+                        f"{content[error.start:error.start + 1]!r}); convert it to UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
 def local_dataset_path(card: TaskCard) -> Path | None:
     """The card's `dataset` as a local file or folder (relative to the card's folder), if it is one."""
     assert card.dataset is not None
@@ -187,6 +202,8 @@ def read_datasets(card: TaskCard) -> dict[str, list[RawRecord]]:
 
     local = local_dataset_path(card)
     data_files = _resolve_data_files(card)
+    if local is not None and local.is_file() and local.suffix.lower() in _TEXT_SUFFIXES:
+        _check_utf8(local, card)
     try:
         if local is not None and local.is_file():
             builder = _LOCAL_BUILDERS.get(local.suffix.lower())
