@@ -263,7 +263,8 @@ class ClassifierAdapter:
         # the adapter was built by hand, and then no run record can say which model it explained
         self.provenance = None
         # class probabilities on perturbed inputs, keyed by (token ids, mode, positions): shared by
-        # every PerturbationEngine on this model, so no perturbed input runs twice
+        # every PerturbationEngine on this model, so no perturbed input of a batch runs twice (the
+        # runner clears it after each batch, so that memory does not grow with the examples)
         self.perturbation_cache: dict = {}
 
     @classmethod
