@@ -207,8 +207,8 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         if not pending:
             continue
         batch = task_model.make_batch(batch_examples)
-        engine = PerturbationEngine(task_model, mode=config.perturbation)
         for run in pending:
+            engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
             bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
             started = time.perf_counter()
             attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")

@@ -118,9 +118,21 @@ def scorable_scores(batch: Batch, attribution: Attribution) -> tuple[list[np.nda
     return positions, values, flags
 
 
+TIE_GRID = 1e-6  # of the largest absolute value in an example: differences below it are float noise
+
+
+def snap_to_grid(values: np.ndarray) -> np.ndarray:
+    """`values` rounded to a grid of TIE_GRID x their largest absolute value, so that float noise cannot
+    reorder near-ties (the spec's tie rule); all zeros stay zeros."""
+    values = np.asarray(values, dtype=np.float64)
+    step = TIE_GRID * (np.abs(values).max() if values.size else 0.0)
+    return values if step == 0 or not np.isfinite(step) else np.round(values / step) * step
+
+
 def rank_positions(positions: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The positions by score, descending, signed as given; ties keep position order (earlier first)."""
-    return positions[np.argsort(-scores, kind="stable")]
+    """The positions by score, descending, signed as given, after snapping the scores to the tie grid;
+    ties keep position order (earlier first)."""
+    return positions[np.argsort(-snap_to_grid(scores), kind="stable")]
 
 
 def rankings(batch: Batch, attribution: Attribution) -> tuple[list[np.ndarray | None], list[list[str]]]:

@@ -75,7 +75,7 @@ class Necessity(_ErasureAOPC):
     """ERASER comprehensiveness: mean over bins of p(y|x) - p(y| x without its top-k tokens). Higher is better."""
 
     name = "necessity"
-    version = 2  # 2: constant scores are flagged
+    version = 2  # 2: constant scores are flagged; scores snapped to the tie grid before ranking
     direction = "higher"
     range = (-1.0, 1.0)
 
@@ -87,7 +87,7 @@ class Sufficiency(_ErasureAOPC):
     """ERASER sufficiency: mean over bins of p(y|x) - p(y| only the top-k tokens, special tokens kept). Lower is better."""
 
     name = "sufficiency"
-    version = 2  # 2: constant scores are flagged
+    version = 2  # 2: constant scores are flagged; scores snapped to the tie grid before ranking
     direction = "lower"
     range = (-1.0, 1.0)
 

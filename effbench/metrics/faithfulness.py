@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from effbench.errors import EffbenchError
-from effbench.metrics.base import CONSTANT_SCORES, Metric, MetricResult, scorable_scores
+from effbench.metrics.base import CONSTANT_SCORES, Metric, MetricResult, scorable_scores, snap_to_grid
 
 if TYPE_CHECKING:
     from effbench.metrics.perturbation import PerturbationEngine
@@ -37,8 +37,9 @@ def loo_kendall_tau(
     """
     from scipy.stats import kendalltau
 
-    scores = np.asarray(scores, dtype=np.float64)
-    effects = full_probability - np.asarray(leave_one_out_probabilities, dtype=np.float64)
+    # the spec's tie rule: float noise must not decide a near-tie of scores or of effects
+    scores = snap_to_grid(np.asarray(scores, dtype=np.float64))
+    effects = snap_to_grid(full_probability - np.asarray(leave_one_out_probabilities, dtype=np.float64))
     if len(scores) != len(effects):
         raise ValueError(f"{len(scores)} scores but {len(effects)} leave-one-out probabilities")
     if len(scores) < 2:
@@ -54,7 +55,7 @@ class Faithfulness(Metric):
     """Kendall tau-b between scores and leave-one-out effects over the scorable tokens. Higher is better."""
 
     name = "faithfulness"
-    version = 1
+    version = 2  # 2: scores and effects snapped to the tie grid; leave-one-out passes independent of the batch
     family = "faithfulness"
     direction = "higher"
     range = (-1.0, 1.0)

@@ -117,7 +117,7 @@ class MinSufficient(_MinimalFraction):
     """Smallest fraction k/m on the grid whose top k tokens alone keep the prediction. Lower is better."""
 
     name = "min_sufficient"
-    version = 2  # 2: constant scores are flagged
+    version = 2  # 2: constant scores are flagged; scores snapped to the tie grid before ranking
 
     def positions_to_perturb(self, ranked: np.ndarray, k: int) -> frozenset[int]:
         return frozenset(ranked[k:].tolist())
@@ -130,7 +130,7 @@ class MinNecessary(_MinimalFraction):
     """Smallest fraction k/m on the grid whose removal changes the prediction. Lower is better."""
 
     name = "min_necessary"
-    version = 2  # 2: constant scores are flagged
+    version = 2  # 2: constant scores are flagged; scores snapped to the tie grid before ranking
 
     def positions_to_perturb(self, ranked: np.ndarray, k: int) -> frozenset[int]:
         return frozenset(ranked[:k].tolist())
