@@ -648,3 +648,15 @@ def test_complex_or_numpy_scores_are_refused_by_explain_and_the_contract(tiny_ad
         cls().explain(tiny_adapter, batch)
     with pytest.raises(EffbenchError, match=expected):
         check_explainer_contract(cls(), tiny_adapter, tiny_examples)
+
+
+def test_output_pointing_at_a_file_is_one_line(toy_env, tmp_path, capsys):
+    """Item 10: --output at a file was a traceback."""
+    from effbench.cli import main
+
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    assert main(["run", "--task", "toy", "--model-kind", "tiny", "--explainer", "random", "--metric", "sparsity",
+                 "--limit", "2", "--output", str(target), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and str(target) in err
