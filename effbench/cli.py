@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, warn
 
 DEFAULT_TASKS = ("mr-sentences", "mr-reviews", "bbc-news", "tweets")
 DEFAULT_EXPLAINERS = ("raw_attention",)
@@ -139,7 +139,7 @@ def cmd_train(args) -> None:
 
     kind = args.model_kind
     if args.kind is not None:
-        info("effbench: warning: --kind is deprecated; use --model-kind (the same in every subcommand)")
+        warn("--kind is deprecated; use --model-kind (the same in every subcommand)")
         kind = args.kind
     for name in args.task:
         task = load_task(name)
@@ -155,7 +155,7 @@ def cmd_train(args) -> None:
               f"recall per class: {recalls or 'unknown'}")
         warning = degenerate_warning(name, check["test_accuracy"], check["majority_rate"], check["measured_on"])
         if warning:
-            print(f"effbench: WARNING: {warning}", file=sys.stderr)
+            warn(warning, loud=True)
 
 
 def _run_config(args, **extra):

@@ -1,4 +1,11 @@
-"""User-facing errors: the command line prints their message, never a traceback."""
+"""User-facing errors and warnings: the command line prints their message, never a traceback."""
+
+import sys
+
+
+def warn(message: str, *, loud: bool = False) -> None:
+    """A warning line on stderr (stdout carries only tables and JSON); `loud` for results that mislead."""
+    print(f"effbench: {'WARNING' if loud else 'warning'}: {message}", file=sys.stderr)
 
 
 class EffbenchError(Exception):

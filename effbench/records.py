@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -78,6 +79,7 @@ def git_state() -> dict[str, Any]:
     return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
 
 
+@functools.lru_cache(maxsize=1)
 def code_sha256() -> str:
     """sha256 over effbench's own source files (the folder hash of effbench/tasks/sources.py), installed or not."""
     from effbench.tasks.sources import files_sha256

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, warn
 from effbench.records import environment, run_identity, sha256_json
 from effbench.untrusted import excerpt
 
@@ -307,7 +306,7 @@ def _warn_if_degenerate(task_name: str, degenerate: dict) -> None:
     warning = degenerate_warning(task_name, degenerate["test_accuracy"], degenerate["majority_rate"],
                                  degenerate["measured_on"])
     if warning:
-        print(f"effbench: WARNING: {warning}", file=sys.stderr)
+        warn(warning, loud=True)
 
 
 def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sha256: str) -> Path:

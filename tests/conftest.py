@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest
+from tiny_architectures import REVIEW_SENTENCES
 
 
 def pytest_configure(config):
@@ -16,16 +17,7 @@ def pytest_configure(config):
     # the test models are small: one thread avoids oversubscribing a loaded 2-core machine
     torch.set_num_threads(1)
 
-TINY_CORPUS = [
-    "the film is a delight from start to finish and the cast is wonderful",
-    "a dull and tedious mess that never finds its footing",
-    "an honest moving portrait of a family in trouble",
-    "the plot is thin but the jokes land and the pace never flags",
-    "i wanted to like it but the script is lazy and the acting is worse",
-    "beautifully shot , smartly written , and acted with real conviction",
-    "nothing here works : not the story , not the music , not the ending",
-    "a warm funny film about friendship , loss and starting over again",
-] * 4
+TINY_CORPUS = REVIEW_SENTENCES * 4
 
 TINY_TEXTS = [
     "a delight",

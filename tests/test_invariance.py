@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 EXPLAINERS = ["saliency", "raw_attention", "leave_one_out"]
 METRICS = ["necessity", "sufficiency", "faithfulness"]

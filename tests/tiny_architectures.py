@@ -14,7 +14,8 @@ ENCODERS = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "albert",
 DECODERS = ["gpt2", "llama", "qwen2", "mistral"]
 ARCHITECTURES = ENCODERS + DECODERS
 
-CORPUS = [
+# the tests' eight review sentences (tests/conftest.py builds the tiny BERT's vocabulary from them too)
+REVIEW_SENTENCES = [
     "the film is a delight from start to finish and the cast is wonderful",
     "a dull and tedious mess that never finds its footing",
     "an honest moving portrait of a family in trouble",
@@ -23,6 +24,8 @@ CORPUS = [
     "beautifully shot , smartly written , and acted with real conviction",
     "nothing here works : not the story , not the music , not the ending",
     "a warm funny film about friendship , loss and starting over again",
+]
+CORPUS = REVIEW_SENTENCES + [
     "which is a pity for a warm funny film about friendship",
     "so the two hours feel like four and the good scenes are lost in a tedious mess",
     "good great superb delightful bad awful boring really quite was story ending music",

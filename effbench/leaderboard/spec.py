@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from effbench.errors import CardError
 from effbench.untrusted import excerpt, load_yaml_file

@@ -9,12 +9,11 @@ safetensors only: a pickle checkpoint (`pytorch_model.bin`) is refused.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, warn
 
 if TYPE_CHECKING:
     from effbench.models.adapter import ClassifierAdapter
@@ -155,7 +154,3 @@ def load_model(task: TaskData | str, model: str | None = None, *, model_kind: st
 
     adapter, _ = load_reference_model(task, model_kind, device=device, dtype=dtype, progress=progress)
     return adapter
-
-
-def warn(message: str) -> None:
-    print(f"effbench: warning: {message}", file=sys.stderr)

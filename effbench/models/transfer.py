@@ -190,7 +190,7 @@ def _install(staged: Path, target: Path) -> None:
 
 def _warn_if_unused(record: dict, target: Path) -> None:
     """Say so when this machine's task card or data would not look for the checkpoint where it now lies."""
-    from effbench.models.loading import warn
+    from effbench.errors import warn
     from effbench.tasks import load_task
     from effbench.tasks.card import task_names
 

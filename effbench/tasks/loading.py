@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from effbench.errors import CardError, DataError, EffbenchError, UnknownNameError
+from effbench.errors import CardError, DataError, warn, EffbenchError, UnknownNameError
 from effbench.paths import cache_dir
 from effbench.tasks.card import CARD_SUFFIXES, TaskCard, get_card, task_names
 from effbench.tasks.readers import ARCHIVE_READERS, READER_VERSION, RawRecord, local_dataset_path, read_datasets
@@ -109,8 +108,7 @@ def _clean(records: list[RawRecord], card: TaskCard, prefix: str) -> list[Exampl
         column = f" in column {card.id_field!r} (the card's id_field); ids must be unique" if card.id_field else ""
         raise DataError(f"task {card.name!r}: id {duplicate!r} occurs more than once{column}")
     if empty:
-        print(f"effbench: warning: task {card.name}: {empty} of {len(records)} rows have an empty or whitespace-only "
-              "text and are left out", file=sys.stderr)
+        warn(f"task {card.name}: {empty} of {len(records)} rows have an empty or whitespace-only text and are left out")
     return examples
 
 
