@@ -163,7 +163,8 @@ def _run_config(args, **extra):
 
     return RunConfig(seed=args.seed, limit=args.limit, batch_size=args.batch_size, device=args.device,
                      dtype=args.dtype, output_dir=Path(args.output), model_kind=args.model_kind,
-                     perturbation=args.perturbation, model=args.model, **extra)
+                     perturbation=args.perturbation, model=args.model, forward_cache_gib=args.forward_cache_gib,
+                     **extra)
 
 
 def cmd_run(args) -> None:
@@ -222,7 +223,8 @@ def cmd_leaderboard(args) -> None:
 
     board_dir = board_workspace(args.board, output=args.output, progress=not args.quiet)
     if args.action == "run":
-        run_board(board_dir, tasks=args.task, device=args.device, model=args.model, progress=not args.quiet)
+        run_board(board_dir, tasks=args.task, device=args.device, model=args.model,
+                  forward_cache_gib=args.forward_cache_gib, progress=not args.quiet)
     print(format_summary(build_board(board_dir)))
 
 
@@ -257,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument("--quiet", action="store_true", help="no progress bars")
     device = argparse.ArgumentParser(add_help=False)
     device.add_argument("--device", default="cpu", help="torch device for the model: cpu, cuda, cuda:1, ...")
+    device.add_argument("--forward-cache-gib", type=float, default=2.0, metavar="GIB",
+                        help="size of the on-disk cache of perturbed-input probabilities, which leave-one-out, "
+                             "resumes and re-runs share ($EFFBENCH_FORWARD_CACHE, else in ~/.cache/effbench); 0: none")
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", metavar="PATH_OR_HUB_ID",
                        help="your own classifier (a folder saved with save_pretrained, or a hub id org/name[@revision]) "

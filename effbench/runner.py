@@ -39,6 +39,8 @@ class RunConfig:
     model: str | None = None  # a classifier folder or hub id instead of the task's reference model
     # False on boards, whose records are committed: no path of this machine enters them
     record_local_paths: bool = True
+    # the persistent cache of perturbed-input probabilities (effbench.forward_cache), in GiB; 0: none
+    forward_cache_gib: float = 2.0
 
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
@@ -49,6 +51,10 @@ class RunConfig:
             raise EffbenchError(f"batch size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise EffbenchError(f"limit must be at least 1, got {self.limit}")
+        if isinstance(self.forward_cache_gib, bool) or not isinstance(self.forward_cache_gib, (int, float)) \
+                or not 0 <= self.forward_cache_gib < 1e6:
+            raise EffbenchError(f"the forward cache size must be a number of GiB >= 0 (0: no cache), got "
+                                f"{excerpt(self.forward_cache_gib)}")
 
     def recorded(self) -> dict[str, Any]:
         values = asdict(self)
@@ -118,6 +124,41 @@ class _ExampleStore:
     def targets_and_labels(self, example_ids: Sequence[str]) -> list[tuple[int, int | None]]:
         return [self.target_and_label[example_id] for example_id in example_ids]
 
+    def put_in_order(self, example_ids: Sequence[str]) -> None:
+        """Rewrite the file with one row per example, `example_ids` first in their order (then any others in
+        file order): batches run by length, but the record lists its examples in the task's order.
+
+        Streams the file (memory grows by an offset per line, not by the rows) and swaps it in atomically."""
+        import os
+
+        if not self.path.exists():
+            return
+        offsets: dict[str, list[int]] = {}
+        with open(self.path, "rb") as handle:
+            while True:
+                offset = handle.tell()
+                line = handle.readline()
+                if not line:
+                    break
+                if line.strip():
+                    offsets.setdefault(json.loads(line)["example_id"], []).append(offset)
+        chosen = set(example_ids)
+        order = [example_id for example_id in example_ids if example_id in offsets]
+        order += [example_id for example_id in offsets if example_id not in chosen]
+        temporary = self.path.with_name(self.path.name + ".reordering")
+        with open(self.path, "rb") as source, open(temporary, "w") as target:
+            for example_id in order:
+                row = None
+                for offset in offsets[example_id]:
+                    source.seek(offset)
+                    line_row = json.loads(source.readline())
+                    if row is None:
+                        row = line_row
+                    else:
+                        row["metrics"].update(line_row["metrics"])
+                target.write(json.dumps(row) + "\n")
+        os.replace(temporary, self.path)
+
     def append(self, rows: list[dict]) -> None:
         """Append the rows that add something: a batch recomputed for one missing example repeats the others."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,13 +221,31 @@ def evaluate(
             )
             folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
-                         "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
+                         "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}},
+                         "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}}})
         with contextlib.ExitStack() as locks:
             for run in runs:  # locked before its rows are read: another run may be appending to them
                 locks.enter_context(_run_lock(run["folder"]))
                 run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
+            locks.enter_context(_forward_cache(task_model, config))
             records += _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress)
     return records
+
+
+@contextlib.contextmanager
+def _forward_cache(model, config: RunConfig):
+    """The model's persistent forward cache for the run (none when its size is 0), closed after it."""
+    from effbench.forward_cache import ForwardCache
+
+    if not config.forward_cache_gib:
+        yield
+        return
+    model.forward_cache = ForwardCache(max_bytes=max(1, int(config.forward_cache_gib * (1 << 30))))
+    try:
+        yield
+    finally:
+        model.forward_cache.close()
+        model.forward_cache = None
 
 
 def _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress) -> list[dict]:
@@ -196,7 +255,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
     from effbench.metrics.perturbation import PerturbationEngine
 
     metric_names = [metric.name for metric in metric_objects]
-    batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
+    batches = length_bucketed_batches(examples, token_lengths(task_model, examples), config.batch_size)
     # one step per (batch, explainer): a batch of long inputs takes minutes over all explainers
     bar = tqdm(total=len(batches) * len(runs), desc=task.card.name, unit="step", disable=not progress)
     for batch_number, batch_examples in enumerate(batches, start=1):
@@ -209,14 +268,17 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         for run in pending:
             engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
             bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
-            started = time.perf_counter()
+            started, rows_before = time.perf_counter(), task_model.rows_forwarded
             attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
             run["seconds"]["explainer"] += time.perf_counter() - started
+            run["passes"]["explainer"]["computed"] += task_model.rows_forwarded - rows_before
             per_metric = {}
             for metric in metric_objects:
-                started = time.perf_counter()
+                started, before = time.perf_counter(), _engine_counts(engine)
                 per_metric[metric.name] = metric.compute(engine, batch, attribution)
                 run["seconds"][metric.name] += time.perf_counter() - started
+                for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
+                    run["passes"][metric.name][count] += now - then
             run["store"].append(_rows(task_model, batch, attribution, per_metric))
             bar.update(1)
         # the perturbed inputs of this batch's examples are not asked for again: memory stays flat
@@ -230,10 +292,38 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         _warn_if_degenerate(task.card.name, degenerate)
     records = []
     for run in runs:
+        run["store"].put_in_order([example.id for example in examples])
         record = _record(run, task, task_model, degenerate, metric_objects, examples, config)
         (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
         records.append(record)
     return records
+
+
+def _no_passes() -> dict[str, int]:
+    return {"requested": 0, "computed": 0, "from_forward_cache": 0}
+
+
+def _engine_counts(engine) -> tuple[int, int, int]:
+    return engine.sequences_requested, engine.sequences_evaluated, engine.sequences_from_forward_cache
+
+
+def token_lengths(model, examples: Sequence) -> list[int]:
+    """How many tokens the model sees of each example (special tokens included, after truncation)."""
+    encoded = model.tokenizer([example.text for example in examples], truncation=True, max_length=model.max_length)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def length_bucketed_batches(examples: Sequence, lengths: Sequence[int], batch_size: int) -> list[list]:
+    """Batches of `batch_size` examples of similar token length, longest first.
+
+    Examples are sorted by length (ties keep the task's order) and cut into consecutive batches, so a
+    batch pads its rows to nearly their own length. Rows are keyed by example id and no number depends on
+    which examples share a batch, so the grouping changes no result, only the padding (with the
+    perturbation engine's chunks cut by length: 1.27 padded per real token over a run of integrated
+    gradients and necessity on 64 sentences before, 1.08 after)."""
+    order = sorted(range(len(examples)), key=lambda index: (-lengths[index], index))
+    ordered = [examples[index] for index in order]
+    return [ordered[start: start + batch_size] for start in range(0, len(ordered), batch_size)]
 
 
 def _release_freed_memory() -> None:
@@ -398,6 +488,9 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
         "results": results,
         "accuracy_on_evaluated": sum(target == label for target, label in pairs) / len(pairs),
         "timings_seconds_this_session": {name: round(seconds, 3) for name, seconds in run["seconds"].items()},
+        # forward rows this session: per metric, the perturbed inputs asked for (requested), those run
+        # (computed) and those read from the forward cache; the explainer's rows through the model (computed)
+        "passes_this_session": run["passes"],
         "per_example_file": "per_example.jsonl",
     }
 

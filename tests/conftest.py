@@ -30,6 +30,12 @@ TINY_TEXTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_forward_cache(tmp_path_factory, monkeypatch):
+    """Each test's runs start from an empty forward cache of their own, not the user's cache."""
+    monkeypatch.setenv("EFFBENCH_FORWARD_CACHE", str(tmp_path_factory.mktemp("forward-cache") / "probabilities.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def real_tasks_cache(tmp_path_factory):
     """One cache for the tests that use the shipped tasks' data (downloaded once) and their tiny models."""

@@ -13,7 +13,8 @@ from effbench.recordio import read_record
 
 
 def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, device: str = "cpu",
-              dtype: str = "float32", model: str | None = None, progress: bool = True) -> list[dict]:
+              dtype: str = "float32", model: str | None = None, forward_cache_gib: float = 2.0,
+              progress: bool = True) -> list[dict]:
     """Run the board's explainers and metrics with its settings, writing records into its records/ folder.
 
     Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the
@@ -32,7 +33,7 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
         config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
                            dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
                            perturbation=board.perturbation, model=model or board.model_for(task),
-                           record_local_paths=False)
+                           record_local_paths=False, forward_cache_gib=forward_cache_gib)
         explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
         written = evaluate([task], explainers, board.metrics, config, progress=progress)
         for old_folder, new_folder, reason in retire_superseded(board_dir, task, written):

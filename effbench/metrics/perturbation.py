@@ -14,7 +14,9 @@ example and its family only, not on the batch, a resume or the other explainers.
 input (alone), leave-one-out (always asked for whole), and each explainer's sets (the runner gives each
 explainer its own). Results are cached for the batch by (token ids of the example, mode, positions taken
 out, family): the full input and the leave-one-out passes, which no explainer changes, are computed once
-per batch, and so is any set two metrics of one explainer share.
+per batch, and so is any set two metrics of one explainer share. When the model has a `forward_cache`
+(effbench.forward_cache), whole (example, family) requests persist on disk, across explainers,
+processes and resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from effbench.errors import EffbenchError
+from effbench.forward_cache import ForwardCache, model_key, request_key
 from effbench.metrics.base import PERTURBATION_MODES
 from effbench.types import Batch
 
@@ -39,6 +42,10 @@ CacheKey = tuple[tuple[int, ...], str, frozenset[int], str]
 LEAVE_ONE_OUT, SETS = "loo", "set"
 
 DEFAULT_MAX_BATCH_TOKENS = 8192
+# the most a chunk pads a row, as its width over the row's length: 1.75 padded tokens per real token went
+# through the model before chunks were cut by length (the rows of a necessity grid differ in length by
+# up to the whole input)
+MAX_PADDING = 1.1
 
 
 def mask_token_id(tokenizer) -> int | None:
@@ -90,7 +97,13 @@ class PerturbationEngine:
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.mask_token_id = mask_token_id(tokenizer)
         self.forward_calls = 0
-        self.sequences_evaluated = 0
+        self.sequences_requested = 0  # every perturbed input a metric asked for: the logical passes
+        self.sequences_evaluated = 0  # those forwarded here: the passes computed
+        self.sequences_from_forward_cache = 0
+        # the model's persistent cache of whole requests (None: none); a model of unknown weights is never cached
+        self.forward_cache: ForwardCache | None = getattr(model, "forward_cache", None)
+        self._model_key = model_key(model) if self.forward_cache is not None else None
+        self._chunking = {"max_batch_tokens": max_batch_tokens, "max_padding": MAX_PADDING}
         self.chunk_log: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         # shared by every engine on the same model, so that an explainer's passes (leave_one_out) and a
         # metric's identical passes in another engine are computed once
@@ -107,6 +120,7 @@ class PerturbationEngine:
         family = family or self.sets_family
         prepared = self._prepare(batch)
         keys = [self._key(prepared, index, positions, mode, family) for index, positions in perturbations]
+        self.sequences_requested += len(keys)
         pending: dict[CacheKey, np.ndarray] = {}
         for key, (index, positions) in zip(keys, perturbations):
             if key not in self._cache and key not in pending:
@@ -204,29 +218,46 @@ class PerturbationEngine:
 
     def _run(self, pending: dict[CacheKey, np.ndarray]) -> None:
         """Forward the pending sequences of each (example, family) in chunks of their own, longest first, of at
-        most max_batch_tokens padded tokens: a result never depends on what else is in the batch."""
+        most max_batch_tokens padded tokens: a result never depends on what else is in the batch. A request
+        the forward cache holds is read from it: the same bits."""
         groups: dict[tuple, list[CacheKey]] = {}
         for key in pending:
             groups.setdefault((key[0], key[3]), []).append(key)
         for group in groups.values():
-            self._run_group(sorted(group, key=lambda key: -len(pending[key])), pending)  # stable: ties keep request order
+            keys = sorted(group, key=lambda key: -len(pending[key]))  # stable: ties keep request order
+            rows = [pending[key] for key in keys]
+            stored_key = None
+            if self.forward_cache is not None and self._model_key is not None:
+                stored_key = request_key(self._model_key, self._chunking, rows)
+                stored = self.forward_cache.get(stored_key)
+                if stored is not None and len(stored) == len(rows):
+                    self.sequences_from_forward_cache += len(rows)
+                    self._cache.update(zip(keys, stored))
+                    continue
+            probabilities = self._run_rows(rows)
+            self._cache.update(zip(keys, probabilities))
+            if stored_key is not None:
+                self.forward_cache.put(stored_key, probabilities)
 
-    def _run_group(self, keys: list[CacheKey], pending: dict[CacheKey, np.ndarray]) -> None:
+    def _run_rows(self, rows: list[np.ndarray]) -> np.ndarray:
+        """Probabilities [R, C] of rows sorted longest first, forwarded in chunks cut by length."""
+        results = []
         start = 0
-        while start < len(keys):
-            width = len(pending[keys[start]])
+        while start < len(rows):
+            width = len(rows[start])
             count = max(1, self.max_batch_tokens // max(width, 1))
-            chunk = keys[start : start + count]
-            start += len(chunk)
-            input_ids = np.full((len(chunk), width), self.pad_token_id, dtype=np.int64)
-            attention_mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, key in enumerate(chunk):
-                ids = pending[key]
+            end = start + 1
+            # a row joins the chunk while padding it to the chunk's width wastes at most MAX_PADDING of it
+            while end < len(rows) and end - start < count and width <= MAX_PADDING * len(rows[end]):
+                end += 1
+            input_ids = np.full((end - start, width), self.pad_token_id, dtype=np.int64)
+            attention_mask = np.zeros((end - start, width), dtype=np.int64)
+            for row, ids in enumerate(rows[start:end]):
                 input_ids[row, : len(ids)] = ids
                 attention_mask[row, : len(ids)] = 1
-            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-            for key, row_probabilities in zip(chunk, probabilities):
-                self._cache[key] = row_probabilities
+            results.append(self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)))
+            start = end
+        return np.concatenate(results)
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         if self.chunk_log is not None:

@@ -266,6 +266,9 @@ class ClassifierAdapter:
         # every PerturbationEngine on this model, so no perturbed input of a batch runs twice (the
         # runner clears it after each batch, so that memory does not grow with the examples)
         self.perturbation_cache: dict = {}
+        # the persistent cache of whole perturbation requests (effbench.forward_cache.ForwardCache), set by a run
+        self.forward_cache = None
+        self.rows_forwarded = 0  # every sequence through the model, padded or not: a run's passes computed
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, max_length: int, truncation_side: str | None = None,
@@ -363,6 +366,7 @@ class ClassifierAdapter:
         Decoders run their base model with positions counted from the attention mask (left or right
         padding give the same numbers) and are read at the last non-padding token by `decoder_head`."""
         attention_mask = attention_mask.to(self.device)
+        self.rows_forwarded += len(attention_mask)
         inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids.to(self.device)}
         if self.architecture.readout == "first":
             out = self.model(attention_mask=attention_mask, **inputs, **outputs)
