@@ -18,6 +18,8 @@ from effbench.untrusted import EXCERPT_CHARACTERS, excerpt
 
 KNOWN_SCHEMA_VERSIONS = (1,)
 PER_EXAMPLE_FILE = "per_example.jsonl"
+# a row's optional "input" mapping (effbench.explainers.efficient.input_facts); rows written before it lack it
+INPUT_FACTS = ("length", "readout_keys", "readout_rank")
 
 
 class RecordError(EffbenchError):
@@ -260,6 +262,10 @@ def _check_row(row: Any, path: Path, number: int) -> None:
             raise fail(f"{where}: 'flags' must be a list of strings, got {excerpt(flags)}")
         if not _is_finite(entry["value"]) and not flags:
             raise fail(f"{where}: a value of {excerpt(entry['value'])} needs a flag saying why it is undefined")
+    facts = row.get("input")
+    well_formed = isinstance(facts, dict) and all(_is_int(facts.get(key)) and facts[key] >= 0 for key in INPUT_FACTS)
+    if facts is not None and not well_formed:
+        raise fail(f"key 'input' must map {', '.join(INPUT_FACTS)} to non-negative integers, got {excerpt(facts)}")
     tokens, scores = row.get("tokens"), row.get("scores")
     if tokens is not None or scores is not None:
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):

@@ -252,6 +252,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
     """Compute what the runs of one task are missing, batch by batch, and write their records."""
     from tqdm.auto import tqdm
 
+    from effbench.explainers.efficient import input_facts
     from effbench.metrics.perturbation import PerturbationEngine
 
     metric_names = [metric.name for metric in metric_objects]
@@ -265,6 +266,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         if not pending:
             continue
         batch = task_model.make_batch(batch_examples)
+        facts = input_facts(task_model, batch)
         for run in pending:
             engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
             bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
@@ -279,7 +281,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
                 run["seconds"][metric.name] += time.perf_counter() - started
                 for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
                     run["passes"][metric.name][count] += now - then
-            run["store"].append(_rows(task_model, batch, attribution, per_metric))
+            run["store"].append(_rows(task_model, batch, attribution, per_metric, input_facts=facts))
             bar.update(1)
         # the perturbed inputs of this batch's examples are not asked for again: memory stays flat
         task_model.perturbation_cache.clear()
@@ -429,7 +431,9 @@ def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
     return get_metric(name, **params)
 
 
-def _rows(model, batch, attribution, per_metric) -> list[dict]:
+def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict]) -> list[dict]:
+    """One row per example. `input_facts` (per example, from `effbench.explainers.efficient.input_facts`)
+    are facts about the input that no explainer changes; they never enter the run's identity."""
     rows = []
     for row in range(len(batch)):
         mask = batch.scorable_mask[row]
@@ -441,6 +445,7 @@ def _rows(model, batch, attribution, per_metric) -> list[dict]:
             "tokens": model.tokenizer.convert_ids_to_tokens(token_ids),
             "scores": [round(float(s), 7) for s in attribution.scores[row][mask].tolist()],
             "metrics": {name: _metric_entry(result, row) for name, result in per_metric.items()},
+            "input": input_facts[row],
         })
     return rows
 

@@ -14,11 +14,12 @@ import torch
 
 from effbench.explainers import explainers, get_explainer
 from effbench.explainers.attention import attention_rows, effective_rows, head_bases, readout_spans
-from effbench.explainers.efficient import ConstrainedRows, efficient_rows, solve_minnorm, solve_sparse
+from effbench.explainers.efficient import ConstrainedRows, efficient_rows, input_facts, solve_minnorm, solve_sparse
 from effbench.models.adapter import _attribute
 from effbench.testing import check_explainer_contract
 from effbench.types import Example
-from tiny_architectures import ARCHITECTURES, DECODERS, LONG_TEXTS, MIXED_TEXTS, SHORT_TEXTS, tiny_adapter_of
+from test_input_facts import direct_readout_rank
+from tiny_architectures import ARCHITECTURES, DECODERS, LONG_TEXTS, MISTRAL_WINDOW, MIXED_TEXTS, SHORT_TEXTS, tiny_adapter_of
 
 CANONICALS = ["sparse", "minnorm"]
 
@@ -226,6 +227,27 @@ def test_efficient_equals_raw_when_rank_is_n(adapter, canonical):
     assert all(np.array_equal(r, e) for layer in raw for r, e in zip(raw[layer], replaced[layer]))
     explained = get_explainer("efficient_attention", canonical=canonical).explain(adapter, batch).scores
     assert torch.equal(explained, get_explainer("raw_attention").explain(adapter, batch).scores)
+
+
+def expected_readout_keys(model_type: str, n: int) -> int:
+    """The tokens the last layer's readout row sees, by the tiny models' configs (tests/tiny_architectures.py)."""
+    if model_type in ("mistral", "qwen2"):  # the last token's causal window
+        return min(n, MISTRAL_WINDOW)
+    if model_type == "modernbert":  # a local last layer: [CLS] and the local_attention / 2 = 24 tokens after it
+        return min(n, 25)
+    return n
+
+
+def test_input_facts_follow_each_attention_layout(adapter):
+    batch = adapter.make_batch(examples_of(LONG_TEXTS + SHORT_TEXTS))
+    facts = input_facts(adapter, batch)
+    model_type = adapter.model.config.model_type
+    assert [fact["length"] for fact in facts] == lengths_of(batch)
+    assert [fact["readout_keys"] for fact in facts] == [expected_readout_keys(model_type, n) for n in lengths_of(batch)]
+    assert [fact["readout_rank"] for fact in facts] == [direct_readout_rank(adapter, batch, b) for b in range(len(facts))]
+    long, short = facts[: len(LONG_TEXTS)], facts[len(LONG_TEXTS):]
+    assert all(fact["readout_rank"] < fact["readout_keys"] for fact in long)
+    assert all(fact["readout_rank"] == fact["readout_keys"] for fact in short)
 
 
 def test_decoder_rows_have_their_prefix_as_polytope(decoder):

@@ -25,10 +25,17 @@ import numpy as np
 import torch
 
 from effbench.errors import EffbenchError
-from effbench.explainers.attention import AttentionReadout, HeadBases, one_thread
+from effbench.explainers.attention import (
+    AttentionReadout,
+    HeadBases,
+    head_bases,
+    one_thread,
+    readout_spans,
+)
 
 if TYPE_CHECKING:
     from effbench.models.adapter import ClassifierAdapter
+    from effbench.types import Batch
 
 CANONICAL_CHOICES = ("sparse", "minnorm")
 LP_SOLVERS = ("batched", "highs")
@@ -420,3 +427,32 @@ def efficient_rows(bases: HeadBases, rows: list[np.ndarray], *, canonical: str =
         stacked[trivial] = example_rows[trivial]  # C(a) = {a}: a itself, exactly
         results.append(stacked)
     return results
+
+
+# ---- facts about an input that no explainer changes -----------------------------------------------
+
+
+def input_facts(model: ClassifierAdapter, batch: Batch, *, layer: int = -1) -> list[dict[str, int]]:
+    """Per example of `batch`, what decides whether efficient attention can differ from raw attention at
+    the readout row of `layer` (the last by default):
+
+    - `length`: n, the tokens the model sees (special tokens included, padding not);
+    - `readout_keys`: the tokens the readout row may attend to: n, unless the layer's sliding window
+      shows the readout token fewer;
+    - `readout_rank`: min over the layer's heads of rank([T | 1]), T over those tokens (for grouped
+      query heads, the shared values through each query head's own W_O^h).
+
+    Where readout_keys <= readout_rank (they are then equal), C(a) = {a} for every head and efficient
+    attention equals raw attention at the readout row.
+    """
+    from effbench.models.adapter import normalise_layer
+
+    layer = normalise_layer(layer, model.num_layers)
+    lengths = batch.attention_mask.sum(1).tolist()
+    spans = readout_spans(model, layer, lengths)
+    bases = head_bases(model, model.batch_forward(batch), layer, spans, list(range(model.num_heads)))
+    facts = []
+    for (_, start, stop), n, example_bases in zip(spans, lengths, bases.with_ones):
+        facts.append({"length": int(n), "readout_keys": stop - start,
+                      "readout_rank": min(basis.shape[1] for basis in example_bases)})
+    return facts

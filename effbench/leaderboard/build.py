@@ -6,6 +6,7 @@ from pathlib import Path
 
 from effbench.errors import EffbenchError
 from effbench.leaderboard.citations import _citations
+from effbench.leaderboard.claims import paper_claims
 from effbench.leaderboard.ranking import (
     BuildResult,
     _metric_info,
@@ -70,7 +71,7 @@ def build_board(board_dir: str | Path) -> BuildResult:
     result = BuildResult(
         board=board, standings=standings, overall=_overall(board, standings), metrics=metrics,
         provenance=_provenance(loaded), task_provenance=_task_provenance(board, records), records=records,
-        notes=notes, citations=_citations(loaded),
+        notes=notes, citations=_citations(loaded), claims=paper_claims(board, records, metrics),
     )
     _write_outputs(result)
     return result

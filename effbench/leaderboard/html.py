@@ -16,6 +16,11 @@ from effbench.errors import EffbenchError
 from effbench.leaderboard.ranking import metric_order
 from effbench.leaderboard.report import (
     ARROWS,
+    CLAIMS_HEADERS,
+    CLAIMS_HEADING,
+    CLAIMS_INTRO,
+    claims_lines,
+    claims_table_rows,
     degenerate_banner,
     format_number,
     legend,
@@ -361,6 +366,10 @@ def render_html(result: BuildResult) -> str:
                 charts.append(bar_chart(title, bars))
         charts += _aopc_section(result, task, colours)
         body.append('<div class="charts">' + "".join(charts) + "</div>")
+    body += [f'<h2 id="claims">{esc(CLAIMS_HEADING)}</h2>', f"<p>{esc(CLAIMS_INTRO)}</p>",
+             '<ul class="claims">' + "".join(f"<li>{esc(line)}</li>" for line in claims_lines(result)) + "</ul>"]
+    if result.claims.rows:
+        body.append(html_table(CLAIMS_HEADERS, claims_table_rows(result), css_class="claims-table"))
     body += _heatmap_section(result)
     metric_rows = [[name, ARROWS[info["direction"]], str(info["version"]), info["family"],
                     f"[{info['range'][0]}, {info['range'][1]}]", json.dumps(info["params"], sort_keys=True)]

@@ -6,10 +6,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effbench.leaderboard.records import BoardRecord, _as_float
 from effbench.leaderboard.spec import BoardSpec
+
+if TYPE_CHECKING:
+    from effbench.leaderboard.claims import ClaimsSection
 
 SIGNIFICANCE_LEVEL = 0.05
 BOOTSTRAP_RESAMPLES = 1000
@@ -113,6 +116,7 @@ class BuildResult:
     records: dict[str, dict[str, BoardRecord]]  # task -> explainer -> record
     notes: list[str]
     citations: list[str]
+    claims: ClaimsSection  # efficient against raw attention, on short and long inputs
     files: dict[str, Path] = field(default_factory=dict)
 
     def standing(self, task: str, explainer: str, metric: str) -> Standing | None:

@@ -9,6 +9,14 @@ import math
 import re
 from dataclasses import asdict
 
+from effbench.leaderboard.claims import (
+    EFFICIENT,
+    EQUAL_TOLERANCE,
+    RAW,
+    claims_document,
+    favours,
+    findings,
+)
 from effbench.leaderboard.ranking import (
     BOOTSTRAP_RESAMPLES,
     SIGNIFICANCE_LEVEL,
@@ -141,6 +149,64 @@ def reproducing_section(result: BuildResult) -> list[str]:
             "accuracy), on which `effbench leaderboard run` reruns every explainer.", ""]
 
 
+CLAIMS_HEADING = "The paper's claims"
+
+CLAIMS_INTRO = (
+    f"Naim & Asher's efficient attention ({EFFICIENT}) against raw attention ({RAW}) on the same examples. Where "
+    "an input's n tokens number at most rank([T | 1]) for every head of the readout layer (n: the tokens the readout "
+    "row attends to, special tokens included; T = V W_O^h), the raw row is the only attention row with its head "
+    "output, so efficient attention equals raw attention by construction: there (n ≤ rank) the claim is not tested "
+    "and the two must agree; it is tested on the longer inputs (n > rank). Each cell: the mean and its 95% bootstrap "
+    f"interval; efficient − raw: the mean paired difference; p: paired bootstrap over the same examples "
+    f"({BOOTSTRAP_RESAMPLES} resamples); favours: the better of the two where p < {SIGNIFICANCE_LEVEL}; "
+    f"≠: examples whose two values differ by more than {EQUAL_TOLERANCE:g}."
+)
+
+NO_FACTS_REASON = ("their rows were written before the runner recorded them; a fresh run writes them, a resumed "
+                   "one does not")
+
+CLAIMS_HEADERS = ["task", "metric", "part", "examples", EFFICIENT, RAW, "efficient − raw", "p", "favours", "≠"]
+
+
+def _interval(summary: dict) -> str:
+    return f"{format_number(summary['mean'])} [{format_number(summary['low'])}, {format_number(summary['high'])}]"
+
+
+def claims_table_rows(result: BuildResult) -> list[list[str]]:
+    """The rows of the claims table: per task, metric and part (see CLAIMS_HEADERS)."""
+    rows = []
+    for row in result.claims.rows:
+        metric = f"{row.metric} {ARROWS[row.direction]}"
+        if row.examples == 0:
+            rows.append([row.task, metric, row.part, "0", "no inputs", "no inputs", "–", "–", "–", "–"])
+            continue
+        difference = f"{row.difference:+.3f}" if math.isfinite(row.difference) else "n/a"
+        rows.append([row.task, metric, row.part, str(row.examples), _interval(row.efficient), _interval(row.raw),
+                     difference, format_number(row.p_value), favours(row), str(row.differing)])
+    return rows
+
+
+def claims_lines(result: BuildResult) -> list[str]:
+    """The claims section's sentences besides the table: each task's split, what is missing, the findings."""
+    section = result.claims
+    if section.unavailable is not None:
+        return [section.unavailable]
+    lines = []
+    for split in section.tasks:
+        if split.without_facts == split.examples:
+            lines.append(f"task {split.task}: not split, none of its {split.examples} examples carries the input "
+                         f"facts ({NO_FACTS_REASON})")
+            continue
+        text = (f"task {split.task}: {split.short} of {split.examples} examples with n ≤ rank, "
+                f"{split.long} with n > rank")
+        if split.without_facts:
+            text += f"; {split.without_facts} in neither part, without the input facts ({NO_FACTS_REASON})"
+        if split.conflicting_facts:
+            text += f"; {split.conflicting_facts} in neither part: the two records' rows give different input facts"
+        lines.append(text)
+    return lines + section.notes + findings(section)
+
+
 _MARKDOWN_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*", "\\": "\\\\",
                      "\n": " ", "\r": " "}
 
@@ -188,6 +254,10 @@ def render_readme(result: BuildResult) -> str:
                   f"sha256 `{p['checkpoint_sha256']}`, test accuracy {format_number(p['test_accuracy'])}; "
                   f"{p['evaluated']} of {p['test_examples']} test examples evaluated.", "",
                   table(*task_table_rows(result, task)), ""]
+    lines += [f"## {CLAIMS_HEADING}", "", markdown_text(CLAIMS_INTRO), ""]
+    lines += [f"- {markdown_text(line)}" for line in claims_lines(result)] + [""]
+    if result.claims.rows:
+        lines += [table(CLAIMS_HEADERS, claims_table_rows(result)), ""]
     lines += ["## Metrics", ""]
     metric_rows = [[name, ARROWS[info["direction"]], str(info["version"]), info["family"],
                     f"[{info['range'][0]}, {info['range'][1]}]", _show(info["params"])]
@@ -217,6 +287,7 @@ def results_document(result: BuildResult) -> dict:
         "tasks": result.task_provenance,
         "rows": [asdict(s) for s in result.standings],
         "overall": [asdict(row) for row in result.overall],
+        "claims": claims_document(result.claims),
         "notes": result.notes,
     })
 
