@@ -166,7 +166,7 @@ def test_rows_are_written_in_the_task_order(toy_env, tmp_path):
 
 def test_a_run_pads_at_most_1_15_tokens_per_real_token(toy_model, tmp_path, monkeypatch):
     """Counted over a run of integrated gradients and necessity on inputs of 3 to 42 tokens, every pass
-    through the model included (1.3 before batches and perturbation chunks were cut by length)."""
+    through the model included."""
     import csv
 
     import yaml
@@ -195,7 +195,7 @@ def test_a_run_pads_at_most_1_15_tokens_per_real_token(toy_model, tmp_path, monk
 
     monkeypatch.setattr(ClassifierAdapter, "_run", counting)
     config = effbench.RunConfig(batch_size=8, output_dir=tmp_path / "runs", forward_cache_gib=0)
-    effbench.evaluate([str(tmp_path / "spread.yaml")], ["random"], ["necessity", "sufficiency"], config,
+    effbench.evaluate([str(tmp_path / "spread.yaml")], ["integrated_gradients"], ["necessity"], config,
                       progress=False, model=toy_model)
     assert counts["real"] > 0 and counts["padded"] / counts["real"] <= 1.15
 

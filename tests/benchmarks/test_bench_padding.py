@@ -65,18 +65,14 @@ def _counted_run(adapter, batches, monkeypatch) -> dict:
 
 def test_padding_over_a_run(benchmark, adapter, corpus_sentences, monkeypatch):
     """Counted over integrated gradients and necessity on 32 sentences of 2 to 60 tokens, batch size 8:
-    length-bucketed batches and chunks cut by length, against batches in the task's order and chunks as
-    wide as their longest row (what effbench did before)."""
-    import effbench.metrics.perturbation as perturbation
+    length-bucketed batches, against batches in the task's order (what effbench did before)."""
     from effbench.runner import length_bucketed_batches, token_lengths
 
     texts = [" , ".join(corpus_sentences[(i + j) % 8] for j in range(i % 5)) or "fine" for i in range(32)]
     examples = [Example(id=f"bench-{i}", text=text, label=0) for i, text in enumerate(texts)]
     bucketed = length_bucketed_batches(examples, token_lengths(adapter, examples), 8)
     after = _counted_run(adapter, bucketed, monkeypatch)
-    monkeypatch.setattr(perturbation, "MAX_PADDING", float("inf"))
     before = _counted_run(adapter, [examples[start: start + 8] for start in range(0, 32, 8)], monkeypatch)
-    monkeypatch.undo()
     ratio_after, ratio_before = after["padded"] / after["real"], before["padded"] / before["real"]
     assert ratio_after <= 1.15 and ratio_after < ratio_before
     benchmark.pedantic(_counted_run, args=(adapter, bucketed[:1], monkeypatch), rounds=1, iterations=1)
