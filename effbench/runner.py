@@ -24,6 +24,7 @@ from effbench.untrusted import excerpt
 SCHEMA_VERSION = 1
 RUN_LOCK_FILE = ".effbench-lock"
 PERTURBATION_MODES = ("remove", "mask")
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # of the model's forward passes (effbench.models.adapter.DTYPES)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class RunConfig:
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
             raise EffbenchError(f"perturbation {self.perturbation!r} is not allowed; use one of {', '.join(PERTURBATION_MODES)}")
+        if self.dtype not in DTYPES:
+            raise EffbenchError(f"dtype {excerpt(self.dtype)} is not allowed; use one of {', '.join(DTYPES)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise EffbenchError(f"seed must be a non-negative integer, got {excerpt(self.seed)}")
         if self.batch_size < 1:
@@ -164,6 +167,7 @@ def evaluate(
         if task_model.provenance is None:
             raise EffbenchError("the model has no provenance (which weights it holds): load it with "
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
+        _check_model_runs_as_configured(task_model, config)
         examples = list(task.test[: config.limit] if config.limit else task.test)
         training = task_model.provenance.training
         degenerate = None
@@ -236,6 +240,19 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
     return records
 
 
+def _check_model_runs_as_configured(model, config: RunConfig) -> None:
+    """A model passed in must run in the config's dtype and on its kind of device: the record says so."""
+    import torch
+
+    dtype = str(model.dtype).removeprefix("torch.")
+    if dtype != config.dtype:
+        raise EffbenchError(f"the model runs in {dtype} but the run's dtype is {config.dtype}: load it with "
+                            f"dtype={config.dtype!r}, or set RunConfig(dtype={dtype!r})")
+    if model.device.type != torch.device(config.device).type:
+        raise EffbenchError(f"the model is on {model.device} but the run's device is {config.device}: load it with "
+                            f"device={config.device!r}, or set RunConfig(device={str(model.device)!r})")
+
+
 def _release_freed_memory() -> None:
     """Hand the heap that glibc keeps after tensors of many shapes are freed back to the system: without
     it a run's RSS grows by about 9 MB per 1,000 examples that it could reuse, but does not."""
@@ -267,6 +284,10 @@ def _explain(explainer, model, batch, where: str):
         raise EffbenchError(f"explainer {explainer.name} failed on {where}: {error}; the rows of earlier batches "
                             "are saved") from error
     except Exception as error:  # third-party code: any failure is the explainer's
+        from effbench.memory import is_out_of_memory
+
+        if is_out_of_memory(error):  # the batch's, not the explainer's: the caller halves the batch
+            raise
         raise EffbenchError(f"explainer {explainer.name} failed on {where}: {type(error).__name__}: "
                             f"{excerpt(str(error))}; the rows of earlier batches are saved") from error
 
