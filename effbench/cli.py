@@ -223,7 +223,7 @@ def cmd_leaderboard(args) -> None:
 
     board_dir = board_workspace(args.board, output=args.output, progress=not args.quiet)
     if args.action == "run":
-        run_board(board_dir, tasks=args.task, device=args.device, model=args.model,
+        run_board(board_dir, tasks=args.task, device=args.device, dtype=args.dtype, model=args.model,
                   forward_cache_gib=args.forward_cache_gib, progress=not args.quiet)
     print(format_summary(build_board(board_dir)))
 
@@ -242,6 +242,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 def build_parser() -> argparse.ArgumentParser:
     from effbench import __version__
+    from effbench.runner import DTYPES
 
     parser = argparse.ArgumentParser(prog="effbench", description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"effbench {__version__}")
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("--forward-cache-gib", type=float, default=2.0, metavar="GIB",
                         help="size of the on-disk cache of perturbed-input probabilities, which leave-one-out, "
                              "resumes and re-runs share ($EFFBENCH_FORWARD_CACHE, else in ~/.cache/effbench); 0: none")
+    dtype = argparse.ArgumentParser(add_help=False)
+    dtype.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="dtype of the model's forward passes (part of a run's identity; a board ranks one dtype)")
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", metavar="PATH_OR_HUB_ID",
                        help="your own classifier (a folder saved with save_pretrained, or a hub id org/name[@revision]) "
@@ -284,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, help="override the task card's epochs (at least 1)")
 
     run = command("run", "score explainers with metrics on tasks; writes run records", cmd_run,
-                  model, device, fmt, quiet)
+                  model, device, dtype, fmt, quiet)
     run.add_argument("--task", nargs="+", action="extend",
                      help=f"task names or card paths (default: {' '.join(DEFAULT_TASKS)})")
     run.add_argument("--explainer", nargs="+", action="extend", metavar="EXPLAINER",
@@ -299,8 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="evaluate only the first N test examples (default: all)")
     run.add_argument("--batch-size", type=int, default=16, help="examples per batch")
     run.add_argument("--seed", type=int, default=0, help="seed of the seeded explainers and of the bootstrap")
-    run.add_argument("--dtype", choices=("float32", "float64", "bfloat16"), default="float32",
-                     help="dtype of the model's forward passes")
     run.add_argument("--perturbation", choices=("remove", "mask"), default="remove",
                      help="how metrics erase tokens: remove (delete and re-pack) or mask (the mask token)")
     run.add_argument("--output", default="runs", help="folder for the run records")
@@ -340,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "board on first use; a board folder given as a path is used in place)")
     where.add_argument("--quiet", action="store_true", help="no progress bars")
     board_run = board_actions.add_parser(
-        "run", parents=[where, device], formatter_class=_Formatter,
+        "run", parents=[where, device, dtype], formatter_class=_Formatter,
         help="evaluate the board's explainers into its records/ (reusing finished records), then build its report",
         description="evaluate the board's explainers into its records/ (reusing finished records), then build its report")
     board_run.add_argument("--task", nargs="+", action="extend", help="run only these tasks of the board")

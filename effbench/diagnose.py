@@ -59,7 +59,7 @@ def diagnose(model: ClassifierAdapter, examples: Sequence[Example], batch_size: 
             spans = readout_spans(model, layer, lengths)
             raw = [probs[example][:, [model.readout_position(lengths[example])], start:stop] for example, start, stop in spans]
             bases = head_bases(model, forward, layer, spans, heads)
-            sparse = efficient_rows(bases, raw, canonical="sparse")
+            sparse = efficient_rows(bases, raw, canonical="sparse", device=model.device)
             minnorm = efficient_rows(bases, raw, canonical="minnorm")
             effective = effective_rows(bases, raw)
             collected = measures[layer]

@@ -24,6 +24,7 @@ from effbench.untrusted import excerpt
 SCHEMA_VERSION = 1
 RUN_LOCK_FILE = ".effbench-lock"
 PERTURBATION_MODES = ("remove", "mask")
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # of the model's forward passes (effbench.models.adapter.DTYPES)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class RunConfig:
     def __post_init__(self):
         if self.perturbation not in PERTURBATION_MODES:
             raise EffbenchError(f"perturbation {self.perturbation!r} is not allowed; use one of {', '.join(PERTURBATION_MODES)}")
+        if self.dtype not in DTYPES:
+            raise EffbenchError(f"dtype {excerpt(self.dtype)} is not allowed; use one of {', '.join(DTYPES)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise EffbenchError(f"seed must be a non-negative integer, got {excerpt(self.seed)}")
         if self.batch_size < 1:
@@ -205,6 +208,7 @@ def evaluate(
         if task_model.provenance is None:
             raise EffbenchError("the model has no provenance (which weights it holds): load it with "
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
+        _check_model_runs_as_configured(task_model, config)
         examples = list(task.test[: config.limit] if config.limit else task.test)
         training = task_model.provenance.training
         degenerate = None
@@ -252,8 +256,7 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
     """Compute what the runs of one task are missing, batch by batch, and write their records."""
     from tqdm.auto import tqdm
 
-    from effbench.explainers.efficient import input_facts
-    from effbench.metrics.perturbation import PerturbationEngine
+    from effbench.memory import run_halving_on_oom
 
     metric_names = [metric.name for metric in metric_objects]
     batches = length_bucketed_batches(examples, token_lengths(task_model, examples), config.batch_size)
@@ -265,24 +268,21 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         bar.update(len(runs) - len(pending))
         if not pending:
             continue
-        batch = task_model.make_batch(batch_examples)
-        facts = input_facts(task_model, batch)
-        for run in pending:
-            engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
-            bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
-            started, rows_before = time.perf_counter(), task_model.rows_forwarded
-            attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
-            run["seconds"]["explainer"] += time.perf_counter() - started
-            run["passes"]["explainer"]["computed"] += task_model.rows_forwarded - rows_before
-            per_metric = {}
-            for metric in metric_objects:
-                started, before = time.perf_counter(), _engine_counts(engine)
-                per_metric[metric.name] = metric.compute(engine, batch, attribution)
-                run["seconds"][metric.name] += time.perf_counter() - started
-                for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
-                    run["passes"][metric.name][count] += now - then
-            run["store"].append(_rows(task_model, batch, attribution, per_metric, input_facts=facts))
-            bar.update(1)
+
+        def run_part(part, batch_number=batch_number, pending=pending):
+            """Every pending run on `part` of the batch; a run whose rows an earlier, larger try wrote is skipped."""
+            part_ids = [example.id for example in part]
+            batch = task_model.make_batch(part)
+            facts = _input_facts(task_model, batch)
+            for run in pending:
+                if not run["store"].missing(part_ids, metric_names):
+                    continue
+                _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects, config, batch_number, bar)
+                bar.update(len(part) / len(batch_examples))  # a whole step per explainer, unless halved
+            return []
+
+        # out of GPU memory, the batch runs in halves: no number depends on which examples share a batch
+        run_halving_on_oom(run_part, batch_examples, what=f"examples of batch {batch_number} of task {task.card.name}")
         # the perturbed inputs of this batch's examples are not asked for again: memory stays flat
         task_model.perturbation_cache.clear()
         _release_freed_memory()
@@ -299,6 +299,36 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         (run["folder"] / "record.json").write_text(json.dumps(record, indent=2) + "\n")
         records.append(record)
     return records
+
+
+def _input_facts(model, batch) -> list[dict] | None:
+    """The facts about the inputs the board's claims section splits by; None in bfloat16 or float16,
+    whose rounding leaves rank([T | 1]) undefined under the spec's tolerance."""
+    import torch
+
+    from effbench.explainers.efficient import input_facts
+
+    return input_facts(model, batch) if model.dtype in (torch.float32, torch.float64) else None
+
+
+def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects, config, batch_number, bar) -> None:
+    """Explain the batch, score it with every metric, append its rows; count seconds and passes."""
+    from effbench.metrics.perturbation import PerturbationEngine
+
+    engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
+    bar.set_postfix_str(f"batch {batch_number}, {run['explainer'].name}", refresh=True)
+    started, rows_before = time.perf_counter(), task_model.rows_forwarded
+    attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
+    run["seconds"]["explainer"] += time.perf_counter() - started
+    run["passes"]["explainer"]["computed"] += task_model.rows_forwarded - rows_before
+    per_metric = {}
+    for metric in metric_objects:
+        started, before = time.perf_counter(), _engine_counts(engine)
+        per_metric[metric.name] = metric.compute(engine, batch, attribution)
+        run["seconds"][metric.name] += time.perf_counter() - started
+        for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
+            run["passes"][metric.name][count] += now - then
+    run["store"].append(_rows(task_model, batch, attribution, per_metric, input_facts=facts))
 
 
 def _no_passes() -> dict[str, int]:
@@ -326,6 +356,19 @@ def length_bucketed_batches(examples: Sequence, lengths: Sequence[int], batch_si
     order = sorted(range(len(examples)), key=lambda index: (-lengths[index], index))
     ordered = [examples[index] for index in order]
     return [ordered[start: start + batch_size] for start in range(0, len(ordered), batch_size)]
+
+
+def _check_model_runs_as_configured(model, config: RunConfig) -> None:
+    """A model passed in must run in the config's dtype and on its kind of device: the record says so."""
+    import torch
+
+    dtype = str(model.dtype).removeprefix("torch.")
+    if dtype != config.dtype:
+        raise EffbenchError(f"the model runs in {dtype} but the run's dtype is {config.dtype}: load it with "
+                            f"dtype={config.dtype!r}, or set RunConfig(dtype={dtype!r})")
+    if model.device.type != torch.device(config.device).type:
+        raise EffbenchError(f"the model is on {model.device} but the run's device is {config.device}: load it with "
+                            f"device={config.device!r}, or set RunConfig(device={str(model.device)!r})")
 
 
 def _release_freed_memory() -> None:
@@ -359,6 +402,10 @@ def _explain(explainer, model, batch, where: str):
         raise EffbenchError(f"explainer {explainer.name} failed on {where}: {error}; the rows of earlier batches "
                             "are saved") from error
     except Exception as error:  # third-party code: any failure is the explainer's
+        from effbench.memory import is_out_of_memory
+
+        if is_out_of_memory(error):  # the batch's, not the explainer's: the caller halves the batch
+            raise
         raise EffbenchError(f"explainer {explainer.name} failed on {where}: {type(error).__name__}: "
                             f"{excerpt(str(error))}; the rows of earlier batches are saved") from error
 
@@ -431,9 +478,10 @@ def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
     return get_metric(name, **params)
 
 
-def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict]) -> list[dict]:
-    """One row per example. `input_facts` (per example, from `effbench.explainers.efficient.input_facts`)
-    are facts about the input that no explainer changes; they never enter the run's identity."""
+def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict] | None) -> list[dict]:
+    """One row per example. `input_facts` (per example, from `effbench.explainers.efficient.input_facts`;
+    None where the model's dtype gives no rank) are facts about the input that no explainer changes;
+    they never enter the run's identity."""
     rows = []
     for row in range(len(batch)):
         mask = batch.scorable_mask[row]
@@ -445,7 +493,7 @@ def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict]) -> 
             "tokens": model.tokenizer.convert_ids_to_tokens(token_ids),
             "scores": [round(float(s), 7) for s in attribution.scores[row][mask].tolist()],
             "metrics": {name: _metric_entry(result, row) for name, result in per_metric.items()},
-            "input": input_facts[row],
+            **({"input": input_facts[row]} if input_facts is not None else {}),
         })
     return rows
 

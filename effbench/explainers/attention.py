@@ -114,6 +114,15 @@ def head_bases(model: ClassifierAdapter, forward: ForwardOutput, layer: int, spa
             values[index, :, : stop - start] = all_values[example, :, start:stop]
     batch, head_count, width, head_dim = values.shape
     d = projection.shape[-1]
+    if eps > torch.finfo(torch.float32).eps:
+        # the spec's checks (rows summing to 1 within 1e-5, rank above rounding) do not hold at this eps
+        largest = eps * max(max(lengths), d)
+        consequence = ("so no singular value of T counts" if largest >= 1 else
+                       "so the rows of C(a) sum to 1 only within it")
+        raise EffbenchError(
+            "explainers that read col(T) (effective_attention, efficient_attention) need the model in float32 or "
+            f"float64: in {str(model.dtype).removeprefix('torch.')} the rank tolerance max(n, d) * eps is "
+            f"{largest:.3g} (eps {eps:.3g}, d {d}), {consequence}")
     real = torch.arange(width) < torch.tensor(lengths).unsqueeze(1)  # [B, N]
     values = values * real[:, None, :, None]
     triangular = torch.linalg.qr(projection.transpose(1, 2), mode="r").R  # [H', d_h, d_h]
@@ -355,6 +364,7 @@ class AttentionNorm(Explainer):
             transfers = model.head_transfers(layer, forward)[:, heads]  # [B, H', N, D]
             lengths = batch.attention_mask.sum(1).tolist()
             readout = torch.tensor([model.readout_position(n) for n in lengths], device=transfers.device)
-            rows = forward.attentions[layer][torch.arange(len(lengths)), :, readout]  # [B, H, N], zero on padding
+            examples = torch.arange(len(lengths), device=transfers.device)
+            rows = forward.attentions[layer][examples, :, readout]  # [B, H, N], zero on padding
             weights = rows[:, heads]
             return torch.einsum("bhn,bhnd->bnd", weights, transfers).norm(dim=-1)

@@ -14,6 +14,11 @@ The linear programs of a batch are solved together by a batched primal simplex m
 (`solve_sparse`), each result verified against the original constraints and, where a check fails,
 re-solved by scipy's HiGHS dual simplex. The quadratic programs are least-distance problems solved
 exactly by Lawson & Hanson's NNLS reduction (`solve_minnorm`).
+
+Devices: the batched simplex runs in float64 on the model's device (every tensor is made there, and
+only the solutions come back to the CPU); its verification and the HiGHS fallback decide the result,
+so it is the same on any device up to float64 rounding. The bases (`head_bases`), the HiGHS fallback
+and `minnorm` (scipy's NNLS) run on the CPU.
 """
 
 from __future__ import annotations
@@ -64,10 +69,11 @@ class ConstrainedRows:
 @one_thread()
 @torch.inference_mode()
 def solve_sparse(problems: list[ConstrainedRows], *, log_floor: float = 1e-12, tolerance: float = 1e-9,
-                 solver: str = "batched") -> list[np.ndarray]:
+                 solver: str = "batched", device: str | torch.device = "cpu") -> list[np.ndarray]:
     """A vertex solution of  min sum_j x_j (-log max(a_j, log_floor))  over C(a), for every row.
 
-    Returns one [q, n] array per problem. Rows with rank([T | 1]) = n are returned unchanged.
+    Returns one [q, n] array per problem. Rows with rank([T | 1]) = n are returned unchanged. `device`
+    is where the batched simplex runs.
     """
     results = [np.array(problem.rows, dtype=np.float64, copy=True) for problem in problems]
     # every non-trivial row is one LP; group them by constraint count m so that they stack
@@ -84,7 +90,7 @@ def solve_sparse(problems: list[ConstrainedRows], *, log_floor: float = 1e-12, t
             if solver == "highs":
                 solutions = [_highs_vertex(basis, row, log_floor, tolerance) for basis, row in zip(constraints, rows)]
             else:
-                solutions = _batched_vertices(constraints, rows, log_floor, tolerance)
+                solutions = _batched_vertices(constraints, rows, log_floor, tolerance, torch.device(device))
             for (i, row), solution in zip(chunk, solutions):
                 results[i][row] = solution
     return results
@@ -110,7 +116,7 @@ def _highs_vertex(basis: np.ndarray, a: np.ndarray, log_floor: float, tolerance:
 
 
 def _batched_vertices(constraints: list[np.ndarray], rows: list[np.ndarray], log_floor: float,
-                      tolerance: float) -> list[np.ndarray]:
+                      tolerance: float, device: torch.device) -> list[np.ndarray]:
     """Solve LPs of equal constraint count m together; padding variables (beyond each n) stay at 0."""
     count = len(rows)
     m = constraints[0].shape[1]
@@ -120,11 +126,12 @@ def _batched_vertices(constraints: list[np.ndarray], rows: list[np.ndarray], log
     for index, (basis, row) in enumerate(zip(constraints, rows)):
         constraint_rows[index, :, : len(row)] = basis.T
         padded_rows[index, : len(row)] = row
-    E, a = torch.from_numpy(constraint_rows), torch.from_numpy(padded_rows)
-    valid = torch.from_numpy(np.arange(width) < np.array([len(row) for row in rows])[:, None])
+    E, a = torch.from_numpy(constraint_rows).to(device), torch.from_numpy(padded_rows).to(device)
+    valid = torch.from_numpy(np.arange(width) < np.array([len(row) for row in rows])[:, None]).to(device)
     w = torch.where(valid, _costs(a, log_floor), 0.0)
     basis_columns = _primal_simplex(E, a, w, valid, tolerance)
     x, ok = _vertex_from_basis(E, a, w, valid, basis_columns, tolerance)
+    x, ok = x.cpu(), ok.cpu()
     solutions = []
     for index, row in enumerate(rows):
         n = len(row)
@@ -143,13 +150,13 @@ def _initial_basis(E: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """
     count, m, width = E.shape
     _, pivots = torch.linalg.lu_factor(E.transpose(1, 2) * a.unsqueeze(2))
-    pivots = pivots.numpy() - 1
+    pivots = pivots.cpu().numpy() - 1
     order = np.tile(np.arange(width), (count, 1))
     lps = np.arange(count)
     for step in range(m):  # LAPACK's row interchanges, applied in order
         other = pivots[:, step]
         order[lps, step], order[lps, other] = order[lps, other], order[lps, step]
-    return torch.from_numpy(order[:, :m].copy())
+    return torch.from_numpy(order[:, :m].copy()).to(E.device)
 
 
 @dataclass
@@ -185,19 +192,19 @@ def _primal_simplex(E: torch.Tensor, a: torch.Tensor, w: torch.Tensor, valid: to
     """
     count, m, width = E.shape
     k = width - m
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=E.device)
     basic = _initial_basis(E, a)
-    is_basic = torch.zeros(count, width, dtype=torch.bool).scatter_(1, basic, True)
+    is_basic = torch.zeros(count, width, dtype=torch.bool, device=E.device).scatter_(1, basic, True)
     nonbasic = torch.argsort(is_basic.to(torch.int8), dim=1, stable=True)[:, :k]
     B = torch.gather(E, 2, basic.unsqueeze(1).expand(count, m, m))
     D = torch.linalg.solve(B, torch.gather(E, 2, nonbasic.unsqueeze(1).expand(count, m, k)))
     state = _SimplexState(
-        lp=torch.arange(count), basic=basic, nonbasic=nonbasic, D=D,
+        lp=torch.arange(count, device=E.device), basic=basic, nonbasic=nonbasic, D=D,
         x_basic=torch.gather(a, 1, basic), x_nonbasic=torch.gather(a, 1, nonbasic),
         reduced=torch.gather(w, 1, nonbasic) - torch.einsum("cm,cmk->ck", torch.gather(w, 1, basic), D),
         movable=torch.gather(valid, 1, nonbasic),
     )
-    result = torch.full((count, m), -1, dtype=torch.long)
+    result = torch.full((count, m), -1, dtype=torch.long, device=E.device)
     for _ in range(_MAX_ITERATIONS_PER_VARIABLE * width):
         superbasic = state.movable & (state.x_nonbasic > 0)
         crossing = superbasic.any(1)
@@ -224,7 +231,7 @@ def _simplex_step(state: _SimplexState, superbasic: torch.Tensor, crossing: torc
     D = state.D
     count, m, k = D.shape
     if crossing.all():
-        entering_price = torch.zeros(count, dtype=torch.long)
+        entering_price = torch.zeros(count, dtype=torch.long, device=D.device)
     else:
         edge = state.reduced / torch.sqrt(1.0 + (D * D).sum(1))
         entering_price = torch.where(candidates, edge, inf).argmin(1)
@@ -306,7 +313,7 @@ def _vertex_from_basis(E: torch.Tensor, a: torch.Tensor, w: torch.Tensor, valid:
     feasible and optimal within `tolerance` (primal) and `tolerance * (1 + max cost)` (dual)."""
     count, m, width = E.shape
     found = (basic >= 0).all(1)
-    basic = torch.where(found.unsqueeze(1), basic, torch.arange(m).expand(count, m))
+    basic = torch.where(found.unsqueeze(1), basic, torch.arange(m, device=E.device).expand(count, m))
     B = torch.gather(E, 2, basic.unsqueeze(1).expand(count, m, m))
     target = torch.einsum("cmn,cn->cm", E, a)
     factors, pivots, info = torch.linalg.lu_factor_ex(B)
@@ -402,13 +409,15 @@ class EfficientAttention(AttentionReadout):
 
     def transform_rows(self, model: ClassifierAdapter, bases: HeadBases, rows: list[np.ndarray]) -> list[np.ndarray]:
         return efficient_rows(bases, rows, canonical=self.params["canonical"], log_floor=self.params["log_floor"],
-                              tolerance=self.params["tolerance"], lp_solver=self.params["lp_solver"])
+                              tolerance=self.params["tolerance"], lp_solver=self.params["lp_solver"],
+                              device=model.device)
 
 
 def efficient_rows(bases: HeadBases, rows: list[np.ndarray], *, canonical: str = "sparse", log_floor: float = 1e-12,
-                   tolerance: float = 1e-9, lp_solver: str = "batched") -> list[np.ndarray]:
+                   tolerance: float = 1e-9, lp_solver: str = "batched", device: str | torch.device = "cpu") -> list[np.ndarray]:
     """Efficient rows for every example of a layer: `rows[b]` is [H', q, n_b] (the heads of
-    `bases.heads`), the result has the same shapes. Rows where rank([T | 1]) = n come back unchanged."""
+    `bases.heads`), the result has the same shapes. Rows where rank([T | 1]) = n come back unchanged.
+    The batched simplex of `sparse` runs on `device`."""
     problems = []
     for example, example_rows in enumerate(rows):
         for position in range(len(bases.heads)):
@@ -416,7 +425,7 @@ def efficient_rows(bases: HeadBases, rows: list[np.ndarray], *, canonical: str =
             normalised = raw / raw.sum(1, keepdims=True)
             problems.append(ConstrainedRows(basis=bases.with_ones[example][position], rows=normalised))
     if canonical == "sparse":
-        solved = solve_sparse(problems, log_floor=log_floor, tolerance=tolerance, solver=lp_solver)
+        solved = solve_sparse(problems, log_floor=log_floor, tolerance=tolerance, solver=lp_solver, device=device)
     else:
         solved = solve_minnorm(problems, tolerance=tolerance)
     results = []

@@ -20,6 +20,10 @@ reduce the hidden dimension to one score per token. Where x_j is taken is the pa
   at x' + alpha_k (x - x'), with captum's quadrature rules (default Gauss-Legendre, captum's default);
   the baseline x' is what the input point holds for the pad token at every scorable token (or zero),
   the special tokens kept.
+
+Under `--dtype bfloat16` or `float16` the model itself runs in that dtype (its weights are cast when it is
+loaded; no autocast), so the gradients are those of the model as it ran. What the explainers compute from
+them (products, sums, norms, integrated gradients' path and integral) is in at least float32.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle
 BASELINES = ("pad", "zero")
 INPUT_POINTS = ("embedding_output", "word_embeddings")
 _ROWS_PER_PASS = 128  # interpolated inputs per forward/backward pass; changes no number beyond rounding
+
+
+def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
+    """`values` in float32 where they are in a narrower float (bfloat16, float16); unchanged otherwise."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
 
 
 def input_vectors(model: ClassifierAdapter, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -97,7 +106,7 @@ class Saliency(GradientExplainer):
 }"""
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
-        return self.gradients(model, self.inputs(model, batch), batch).norm(dim=-1)
+        return _at_least_float32(self.gradients(model, self.inputs(model, batch), batch)).norm(dim=-1)
 
 
 class GradientXInput(GradientExplainer):
@@ -115,7 +124,7 @@ class GradientXInput(GradientExplainer):
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
         inputs = self.inputs(model, batch)
-        return (self.gradients(model, inputs, batch) * inputs).sum(-1)
+        return (_at_least_float32(self.gradients(model, inputs, batch)) * _at_least_float32(inputs)).sum(-1)
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +180,9 @@ class IntegratedGradients(GradientExplainer):
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:
         alphas, weights = quadrature(self.params["method"], self.params["steps"])
         embeddings = self.inputs(model, batch)
-        baseline = self.baseline_inputs(model, batch)
-        difference = embeddings - baseline
+        baseline = _at_least_float32(self.baseline_inputs(model, batch))
+        # the path is interpolated in at least float32, and each point enters the model in its dtype
+        difference = _at_least_float32(embeddings) - baseline
         steps, size = len(alphas), len(batch)
         # rows ordered (example, step) with the longest examples first, and each pass cut to its longest
         # row: a pass pads only to the length of the examples in it, not to the batch's longest
@@ -180,14 +190,14 @@ class IntegratedGradients(GradientExplainer):
         longest_first = sorted(range(size), key=lambda example: (-lengths[example], example))
         example_rows = torch.tensor(longest_first).repeat_interleave(steps)
         step_rows = torch.arange(steps).repeat(size)
-        alpha_rows = torch.tensor(alphas, dtype=embeddings.dtype, device=embeddings.device)[step_rows]
+        alpha_rows = torch.tensor(alphas, dtype=difference.dtype, device=embeddings.device)[step_rows]
         weight_rows = torch.tensor(weights, dtype=torch.float64)[step_rows]
         integral = torch.zeros(embeddings.shape, dtype=torch.float64)
         for start in range(0, steps * size, _ROWS_PER_PASS):
             rows = example_rows[start: start + _ROWS_PER_PASS]
             width = lengths[int(rows[0])]
             alpha = alpha_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
-            points = baseline[rows, :width] + alpha * difference[rows, :width]
+            points = (baseline[rows, :width] + alpha * difference[rows, :width]).to(embeddings.dtype)
             gradients = self.gradients(model, points, batch, rows)
             weighted = gradients.double().cpu() * weight_rows[start: start + _ROWS_PER_PASS].view(-1, 1, 1)
             integral[:, :width].index_add_(0, rows, weighted)

@@ -15,7 +15,7 @@ from effbench.leaderboard.ranking import (
     _standings,
     _task_provenance,
 )
-from effbench.leaderboard.records import BoardRecord, check_records, find_records, load_board_record
+from effbench.leaderboard.records import BoardRecord, check_records, find_records, load_board_record, mixed_dtypes
 from effbench.leaderboard.report import _write_outputs
 from effbench.leaderboard.spec import RECORDS_DIR, load_board
 
@@ -47,6 +47,9 @@ def build_board(board_dir: str | Path) -> BuildResult:
         raise EffbenchError(f"board {board.name} has no records for its tasks and explainers under "
                             f"{board_dir / RECORDS_DIR}; run `effbench run` with the board's settings first")
 
+    mixed = mixed_dtypes(loaded)
+    if mixed:  # one line on its own: every record of the other dtype differs, so the list below would be long
+        raise EffbenchError(f"board {board.name}: {mixed}")
     problems = check_records(board, loaded)
     if problems:
         raise EffbenchError(f"board {board.name}: {len(problems)} problem(s) with its records:\n  " + "\n  ".join(problems))

@@ -137,8 +137,9 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
                 labels = " and ".join(r.label for r in same)
                 problems.append(f"two records for task {task}, explainer {explainer}: {labels}; keep one")
 
-    # the dtype changes the numbers on every task: one for the whole board
-    compare("the board", "config.dtype", [(r, r.record["config"].get("dtype")) for r in records])
+    mixed = mixed_dtypes(records)
+    if mixed:
+        problems.append(mixed)
 
     explainer_members: dict[str, list[BoardRecord]] = {}
     metric_members: dict[str, list[tuple[BoardRecord, dict]]] = {}
@@ -158,6 +159,24 @@ def check_records(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]
         problems.extend(_board_conformance(board, record))
     problems.extend(_unpinned_parameters(board, records))
     return problems
+
+
+def mixed_dtypes(records: Sequence[BoardRecord]) -> str | None:
+    """The one line naming which records ran in which dtype, where they ran in more than one, else None.
+
+    The dtype changes the numbers on every task, so a board ranks records of one dtype only."""
+    by_dtype: dict[str, list[str]] = {}
+    for record in records:
+        by_dtype.setdefault(record.record["config"].get("dtype") or "unrecorded", []).append(record.label)
+    if len(by_dtype) < 2:
+        return None
+
+    def some(labels: list[str]) -> str:
+        return ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+
+    listed = "; ".join(f"{dtype} in {some(labels)}" for dtype, labels in by_dtype.items())
+    return (f"records of different dtypes are never ranked together: config.dtype is {listed}; "
+            "run every task of the board with one --dtype")
 
 
 def _unpinned_parameters(board: BoardSpec, records: Sequence[BoardRecord]) -> list[str]:

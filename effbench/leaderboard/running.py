@@ -48,7 +48,9 @@ def retire_superseded(board_dir: Path, task: str, written: Sequence[dict]) -> li
     """Move the task's other records of the explainers just run out of records/ into superseded/.
 
     A board keeps one record per (task, explainer): after a run, a record made with another model
-    checkpoint, other data or other component versions is out of date. It is kept, not deleted.
+    checkpoint, other data, other component versions or another dtype is out of date. It is kept, not
+    deleted. (A run in another dtype retires the records of the tasks it ran only: until every task has
+    run in that dtype, the board's build refuses to rank the mix, naming the records of each dtype.)
     Returns (old folder, new folder, what differs) per record moved.
     """
     from effbench.runner import record_folder
@@ -83,13 +85,14 @@ def _what_changed(old: dict, new: dict) -> str:
         ("model checkpoint", lambda r: r["model"]["checkpoint_sha256"]),
         ("explainer version or parameters", lambda r: (r["explainer"]["version"], r["explainer"]["params"])),
         ("metric versions or parameters", lambda r: [(m["name"], m["version"], m["params"]) for m in r["metrics"]]),
-        ("seed, perturbation or dtype", lambda r: (r["config"]["seed"], r["config"]["perturbation"], r["config"]["dtype"])),
+        ("seed or perturbation", lambda r: (r["config"]["seed"], r["config"]["perturbation"])),
+        ("dtype", lambda r: r["config"]["dtype"]),
     )
     changed = []
     for what, get in checks:
         try:
             if get(old) != get(new):
-                changed.append(what)
+                changed.append(f"dtype ({get(old)} -> {get(new)})" if what == "dtype" else what)
         except (KeyError, TypeError):
             changed.append(what)
     return "another " + ", ".join(changed) if changed else "another run identity"

@@ -261,11 +261,21 @@ class PerturbationEngine:
         return np.concatenate(results)
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+        """Class probabilities [R, C] of one chunk; where it runs out of memory, of its halves (no row changes:
+        each keeps the chunk's padding, and the model reads no padding)."""
+        from effbench.memory import run_halving_on_oom
+
         if self.chunk_log is not None:
             self.chunk_log.append((input_ids, attention_mask))
-        with torch.inference_mode():
-            logits = self.model.logits(input_ids, attention_mask)
-            probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-        self.forward_calls += 1
-        self.sequences_evaluated += len(input_ids)
-        return probabilities
+
+        def forward(rows: range) -> np.ndarray:
+            part = slice(rows.start, rows.stop)
+            with torch.inference_mode():
+                logits = self.model.logits(input_ids[part], attention_mask[part])
+                # float64 from the logits, whatever dtype the model runs in
+                probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            self.forward_calls += 1
+            self.sequences_evaluated += len(rows)
+            return probabilities
+
+        return np.stack(run_halving_on_oom(forward, range(len(input_ids)), what="perturbed inputs of a chunk"))

@@ -30,6 +30,8 @@ from effbench.errors import EffbenchError
 from effbench.types import Batch, Example
 
 ATTENTION_IMPLEMENTATION = "effbench_eager"
+# the dtypes a model's forward passes may run in (`--dtype`); class probabilities are always float64
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # (layer index, attention probabilities [B, H, N, N]) -> replacement probabilities of the same shape
 AttentionOverride = Callable[[int, torch.Tensor], torch.Tensor]
@@ -276,9 +278,9 @@ class ClassifierAdapter:
         """Load a local folder or hub id (hub ids need the network), safetensors weights only.
 
         `truncation_side` (right or left) overrides the one saved with the tokenizer."""
-        torch_dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
+        torch_dtype = DTYPES.get(dtype)
         if torch_dtype is None:
-            raise EffbenchError(f"dtype {dtype!r} is not supported; use float32, float64 or bfloat16")
+            raise EffbenchError(f"dtype {dtype!r} is not supported; use {', '.join(DTYPES)}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
             model = AutoModelForSequenceClassification.from_pretrained(
