@@ -226,7 +226,8 @@ def evaluate(
             folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
             runs.append({"explainer": explainer, "identity": identity, "folder": folder,
                          "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}},
-                         "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}}})
+                         "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}},
+                         "computed_examples": 0})
         with contextlib.ExitStack() as locks:
             for run in runs:  # locked before its rows are read: another run may be appending to them
                 locks.enter_context(_run_lock(run["folder"]))
@@ -329,6 +330,7 @@ def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects,
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
             run["passes"][metric.name][count] += now - then
     run["store"].append(_rows(task_model, batch, attribution, per_metric, input_facts=facts))
+    run["computed_examples"] += len(batch)
 
 
 def _no_passes() -> dict[str, int]:
@@ -540,12 +542,31 @@ def _record(run, task, model, degenerate, metric_objects, examples, config) -> d
                      "range": list(metric.range), "citation": metric.citation} for metric in metric_objects],
         "results": results,
         "accuracy_on_evaluated": sum(target == label for target, label in pairs) / len(pairs),
-        "timings_seconds_this_session": {name: round(seconds, 3) for name, seconds in run["seconds"].items()},
-        # forward rows this session: per metric, the perturbed inputs asked for (requested), those run
-        # (computed) and those read from the forward cache; the explainer's rows through the model (computed)
-        "passes_this_session": run["passes"],
+        **_session_cost(run),
         "per_example_file": "per_example.jsonl",
     }
+
+
+def _session_cost(run) -> dict:
+    """What the run's last session that computed anything cost: a run that found every row done keeps the
+    figures of the record it rewrites (the same identity), so that a re-run does not erase them."""
+    cost = {
+        "examples_computed_this_session": run["computed_examples"],
+        "timings_seconds_this_session": {name: round(seconds, 3) for name, seconds in run["seconds"].items()},
+        # forward rows: per metric, the perturbed inputs asked for (requested), those run (computed) and
+        # those read from the forward cache; the explainer's rows through the model (computed)
+        "passes_this_session": run["passes"],
+    }
+    previous = run["folder"] / "record.json"
+    if run["computed_examples"] == 0 and previous.exists():
+        try:
+            old = json.loads(previous.read_text())
+        except (OSError, ValueError):
+            return cost
+        for key in cost:
+            if key in old:
+                cost[key] = old[key]
+    return cost
 
 
 def _mask_token(tokenizer) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from effbench.errors import EffbenchError
+from effbench.leaderboard.checks import cost, diagnosticity, metric_agreement
 from effbench.leaderboard.citations import _citations
 from effbench.leaderboard.claims import paper_claims
 from effbench.leaderboard.ranking import (
@@ -76,5 +77,6 @@ def build_board(board_dir: str | Path) -> BuildResult:
         provenance=_provenance(loaded), task_provenance=_task_provenance(board, records), records=records,
         notes=notes, citations=_citations(loaded), claims=paper_claims(board, records, metrics),
     )
+    result.agreement, result.diagnosticity, result.cost = metric_agreement(result), diagnosticity(result), cost(result)
     _write_outputs(result)
     return result

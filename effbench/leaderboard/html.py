@@ -19,8 +19,15 @@ from effbench.leaderboard.report import (
     CLAIMS_HEADERS,
     CLAIMS_HEADING,
     CLAIMS_INTRO,
+    AGREEMENT_HEADING,
+    AGREEMENT_INTRO,
+    COST_HEADING,
+    COST_INTRO,
+    agreement_table_rows,
     claims_lines,
     claims_table_rows,
+    cost_table_rows,
+    diagnosticity_table_rows,
     degenerate_banner,
     format_number,
     legend,
@@ -370,6 +377,15 @@ def render_html(result: BuildResult) -> str:
              '<ul class="claims">' + "".join(f"<li>{esc(line)}</li>" for line in claims_lines(result)) + "</ul>"]
     if result.claims.rows:
         body.append(html_table(CLAIMS_HEADERS, claims_table_rows(result), css_class="claims-table"))
+    if result.agreement or result.diagnosticity:
+        body += [f'<h2 id="agreement">{esc(AGREEMENT_HEADING)}</h2>', f"<p>{esc(AGREEMENT_INTRO)}</p>"]
+        if result.agreement:
+            body.append(html_table(*agreement_table_rows(result), css_class="agreement-table"))
+        if result.diagnosticity:
+            body.append(html_table(*diagnosticity_table_rows(result), css_class="diagnosticity-table"))
+    if result.cost:
+        body += [f'<h2 id="cost">{esc(COST_HEADING)}</h2>', f"<p>{esc(COST_INTRO)}</p>",
+                 html_table(*cost_table_rows(result), css_class="cost-table")]
     body += _heatmap_section(result)
     metric_rows = [[name, ARROWS[info["direction"]], str(info["version"]), info["family"],
                     f"[{info['range'][0]}, {info['range'][1]}]", json.dumps(info["params"], sort_keys=True)]

@@ -117,6 +117,10 @@ class BuildResult:
     notes: list[str]
     citations: list[str]
     claims: ClaimsSection  # efficient against raw attention, on short and long inputs
+    # effbench.leaderboard.checks: do the metrics agree, does each tell explainers from random, the cost
+    agreement: list = field(default_factory=list)
+    diagnosticity: list = field(default_factory=list)
+    cost: list = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
     def standing(self, task: str, explainer: str, metric: str) -> Standing | None:

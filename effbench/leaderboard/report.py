@@ -24,6 +24,7 @@ from effbench.leaderboard.ranking import (
     Standing,
     metric_order,
 )
+from effbench.leaderboard.checks import DIAGNOSTIC_MARGIN
 from effbench.leaderboard.records import _show
 from effbench.leaderboard.spec import RECORDS_DIR, BoardSpec
 from effbench.records import json_safe
@@ -233,6 +234,57 @@ def tabulate_github(headers: list[str], rows: list[list[str]]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+AGREEMENT_HEADING = "Do the metrics agree?"
+AGREEMENT_INTRO = ("Kendall's tau-b between the explainers' rankings by each pair of metrics (means oriented so that "
+                   "higher is better), per task: near 1 the two metrics order the explainers alike, near 0 or below "
+                   "they do not. Diagnosticity: the share of (example, explainer) pairs in which an explainer other "
+                   f"than random scores better than random on the same example by more than {DIAGNOSTIC_MARGIN:g} "
+                   "of the metric's range (after Chan et al. 2022); near or below 0.5 a metric hardly tells "
+                   "explainers from random.")
+COST_HEADING = "Cost"
+COST_INTRO = ("Per example computed, in the session each record's figures are from: seconds of the explainer and of "
+              "all the board's metrics together, and forward rows through the model (the explainer's; the "
+              "metrics' perturbed inputs asked for and those actually run, after the batch's and the forward "
+              "cache's reuse). \u2013: the record predates pass counting.")
+
+
+def _number_or_dash(value: float | None, digits: int = 3) -> str:
+    return "\u2013" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def agreement_table_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
+    pairs = []
+    for row in result.agreement:
+        if (row.first, row.second) not in pairs:
+            pairs.append((row.first, row.second))
+    tasks = [task for task in result.board.tasks if any(row.task == task for row in result.agreement)]
+    tau = {(row.task, row.first, row.second): row.tau for row in result.agreement}
+    headers = ["metrics"] + tasks
+    rows = [[f"{first} ~ {second}"] + [_number_or_dash(tau.get((task, first, second)), 2) for task in tasks]
+            for first, second in pairs]
+    return headers, rows
+
+
+def diagnosticity_table_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
+    tasks = [task for task in result.board.tasks if any(row.task == task for row in result.diagnosticity)]
+    share = {(row.task, row.metric): row for row in result.diagnosticity}
+    metrics = [name for name in metric_order(result.board, result.metrics)
+               if any(row.metric == name for row in result.diagnosticity)]
+    rows = [[name] + [_number_or_dash(share[(task, name)].share_above_random, 2) if (task, name) in share else "\u2013"
+                      for task in tasks] for name in metrics]
+    return ["metric: share above random"] + tasks, rows
+
+
+def cost_table_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
+    headers = ["task", "explainer", "examples", "explainer s", "metrics s", "explainer rows", "metric rows asked",
+               "metric rows run"]
+    rows = [[row.task, row.explainer, str(row.examples), _number_or_dash(row.explainer_seconds),
+             _number_or_dash(row.metric_seconds), _number_or_dash(row.explainer_rows, 1),
+             _number_or_dash(row.metric_rows_requested, 1), _number_or_dash(row.metric_rows_computed, 1)]
+            for row in result.cost]
+    return headers, rows
+
+
 def render_readme(result: BuildResult) -> str:
     table = tabulate_github
     board = result.board
@@ -258,6 +310,14 @@ def render_readme(result: BuildResult) -> str:
     lines += [f"- {markdown_text(line)}" for line in claims_lines(result)] + [""]
     if result.claims.rows:
         lines += [table(CLAIMS_HEADERS, claims_table_rows(result)), ""]
+    if result.agreement or result.diagnosticity:
+        lines += [f"## {AGREEMENT_HEADING}", "", markdown_text(AGREEMENT_INTRO), ""]
+        if result.agreement:
+            lines += [table(*agreement_table_rows(result)), ""]
+        if result.diagnosticity:
+            lines += [table(*diagnosticity_table_rows(result)), ""]
+    if result.cost:
+        lines += [f"## {COST_HEADING}", "", markdown_text(COST_INTRO), "", table(*cost_table_rows(result)), ""]
     lines += ["## Metrics", ""]
     metric_rows = [[name, ARROWS[info["direction"]], str(info["version"]), info["family"],
                     f"[{info['range'][0]}, {info['range'][1]}]", _show(info["params"])]
@@ -288,6 +348,9 @@ def results_document(result: BuildResult) -> dict:
         "rows": [asdict(s) for s in result.standings],
         "overall": [asdict(row) for row in result.overall],
         "claims": claims_document(result.claims),
+        "metric_agreement": [asdict(row) for row in result.agreement],
+        "diagnosticity": [asdict(row) for row in result.diagnosticity],
+        "cost": [asdict(row) for row in result.cost],
         "notes": result.notes,
     })
 
