@@ -55,7 +55,8 @@ class _AttentionCalls:
         """The replaced probabilities and the head outputs [B, H, N, d_h] they give, or None without an override."""
         if not self.overrides:
             return None
-        probs = self.overrides[-1](layer, probs)
+        for override in self.overrides:  # nested overrides compose, the outermost first
+            probs = override(layer, probs)
         grouped = value.repeat_interleave(probs.shape[1] // value.shape[1], dim=1)  # a key/value head per query head
         return probs, torch.matmul(probs, grouped)
 
@@ -123,6 +124,11 @@ class Architecture:
       token; decoders, whose logits the adapter reads there itself with the `decoder_head` module);
     - `attention_interface`: the model calls `AttentionInterface` (else `attention_module`, from a
       layer, is hooked: DeBERTa-v2).
+    - `norm_placement`: where the residual stream is normalised, for the explainers that read a layer as
+      a sum of per-token vectors (ALTI, GlobEnc): `post`, y = LN(x + attention(x)) with the LayerNorm at
+      `attention_norm` (from a layer), and the layer's output LN(y + FFN(y)) at `output_norm`; `pre`,
+      y = x + attention(norm(x)), whose norm acts on each token alone and so sits inside its value
+      vectors (LayerNorm or RMSNorm alike); None: not described.
     """
 
     family: str
@@ -138,12 +144,16 @@ class Architecture:
     attention_interface: bool = True
     attention_module: str | None = None
     shared_layers: bool = False
+    norm_placement: str | None = None
+    attention_norm: str | None = None
+    output_norm: str | None = None
 
 
 _BERT_FAMILY = Architecture("BERT family", layers="encoder.layer", output_projection="attention.output.dense",
-                            embeddings="embeddings")
+                            embeddings="embeddings", norm_placement="post", attention_norm="attention.output.LayerNorm",
+                            output_norm="output.LayerNorm")
 _DECODER = Architecture("Llama family", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
-                        causal=True, grouped_query=True, readout="last", decoder_head="score")
+                        causal=True, grouped_query=True, readout="last", decoder_head="score", norm_placement="pre")
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": _BERT_FAMILY,
@@ -151,22 +161,26 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": _BERT_FAMILY,
     "electra": _BERT_FAMILY,
     "distilbert": Architecture("DistilBERT", layers="transformer.layer", output_projection="attention.out_lin",
-                               embeddings="embeddings"),
+                               embeddings="embeddings", norm_placement="post", attention_norm="sa_layer_norm",
+                               output_norm="output_layer_norm"),
     "albert": Architecture("ALBERT", layers="encoder.albert_layer_groups", output_projection="attention.dense",
-                           embeddings="embeddings", shared_layers=True),
+                           embeddings="embeddings", shared_layers=True, norm_placement="post",
+                           attention_norm="attention.LayerNorm", output_norm="full_layer_layer_norm"),
     "gpt2": Architecture("GPT-2", layers="h", output_projection="attn.c_proj", conv1d_projection=True,
-                         embeddings="drop", causal=True, readout="last", decoder_head="score"),
+                         embeddings="drop", causal=True, readout="last", decoder_head="score", norm_placement="pre"),
     "llama": _DECODER,
     "qwen2": Architecture("Qwen2", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                           causal=True, window=_window_of_sliding_layers, grouped_query=True, readout="last",
-                          decoder_head="score"),
+                          decoder_head="score", norm_placement="pre"),
     "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                             causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
-                            decoder_head="score"),
+                            decoder_head="score", norm_placement="pre"),
     "deberta-v2": Architecture("DeBERTa-v2/v3", layers="encoder.layer", output_projection="attention.output.dense",
-                               embeddings="embeddings", attention_interface=False, attention_module="attention.self"),
+                               embeddings="embeddings", attention_interface=False, attention_module="attention.self",
+                               norm_placement="post", attention_norm="attention.output.LayerNorm",
+                               output_norm="output.LayerNorm"),
     "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
-                               window=_window_of_sliding_layers),
+                               window=_window_of_sliding_layers, norm_placement="pre"),
 }
 
 
@@ -480,6 +494,51 @@ class ClassifierAdapter:
     def head_output_projection(self, layer: int) -> torch.Tensor:
         """W_O^h per head, [H, d_h, D]: head h's rows of the attention output projection."""
         return self._output_projection_weight(layer).reshape(self.num_heads, self.head_dim, self.hidden_size)
+
+    def output_projection_bias(self, layer: int) -> torch.Tensor | None:
+        """b_O [D], the attention output projection's bias, or None when it has none."""
+        return _attribute(self._layers[layer], self.architecture.output_projection).bias
+
+    def layer_submodule(self, layer: int, path: str) -> torch.nn.Module:
+        """The module at `path` (an attribute path, as in `Architecture`) inside layer `layer`."""
+        return _attribute(self._layers[layer], path)
+
+    @contextlib.contextmanager
+    def layer_calls(self, path: str | None = None, *,
+                    replace_input: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                    ) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Inside the block, forward passes record (first input, output) of the module at `path` in each
+        layer (None: the layer itself), in layer order (L per pass), in the yielded list;
+        `replace_input(layer, hidden_states)`, when given, replaces that first input.
+
+        Hooks go on each distinct module once, so ALBERT's one shared layer is seen once per layer."""
+        modules = [self._layers[layer] if path is None else _attribute(self._layers[layer], path)
+                   for layer in range(self.num_layers)]
+        calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        started = [0]
+
+        def before(module, args, kwargs):
+            layer = started[0] % self.num_layers
+            started[0] += 1
+            if replace_input is None:
+                return None
+            if args:
+                return (replace_input(layer, args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": replace_input(layer, kwargs["hidden_states"])}
+
+        def after(module, args, kwargs, output):
+            inputs = args[0] if args else kwargs["hidden_states"]
+            calls.append((inputs, output[0] if isinstance(output, tuple) else output))
+
+        handles = []
+        for module in {id(module): module for module in modules}.values():
+            handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(module.register_forward_hook(after, with_kwargs=True))
+        try:
+            yield calls
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def head_transfers(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
         """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
