@@ -288,7 +288,11 @@ def test_effective_attention_is_the_projection_and_changes_no_logit(adapter):
 
 
 # (explainer, model type): the start of the one-line error with which the explainer refuses that architecture
-EXPECTED_REFUSALS = {("globenc", model_type): "globenc does not support" for model_type in ("modernbert", *DECODERS)}
+EXPECTED_REFUSALS = {
+    **{("globenc", model_type): "globenc does not support" for model_type in ("modernbert", *DECODERS)},
+    **{("attn_lrp", model_type): "attn_lrp does not support"
+       for model_type in ("roberta", "xlm-roberta", "distilbert", "deberta-v2", "modernbert")},
+}
 
 
 @pytest.mark.parametrize("name", explainers.names())

@@ -24,6 +24,7 @@ BUILTIN_EXPLAINERS = {
     "alti": "effbench.explainers.alti:ALTI",
     "globenc": "effbench.explainers.globenc:GlobEnc",
     "attention_flow": "effbench.explainers.attention_flow:AttentionFlow",
+    "attn_lrp": "effbench.explainers.attn_lrp:AttnLRP",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():

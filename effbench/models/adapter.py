@@ -15,6 +15,7 @@ of the attention calls in one forward pass, so that ALBERT's one shared layer mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ ATTENTION_IMPLEMENTATION = "effbench_eager"
 
 # (layer index, attention probabilities [B, H, N, N]) -> replacement probabilities of the same shape
 AttentionOverride = Callable[[int, torch.Tensor], torch.Tensor]
+# (query, key, value) -> the same three, as the attention function receives them (same values, e.g. other gradients)
+AttentionInputs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 class _AttentionCalls:
@@ -42,6 +45,7 @@ class _AttentionCalls:
     def __init__(self):
         self.count = 0
         self.overrides: list[AttentionOverride] = []
+        self.input_transforms: list[AttentionInputs] = []
         self.values: list[torch.Tensor] | None = None
 
     def next_layer(self, value: torch.Tensor) -> int:
@@ -67,6 +71,8 @@ _calls = _AttentionCalls()
 def _effbench_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The model's own eager attention, whose probabilities an `attention_override` context may replace."""
     eager = sys.modules[type(module).__module__].eager_attention_forward
+    for transform in _calls.input_transforms:
+        query, key, value = transform(query, key, value)
     output, probs = eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     layer = _calls.next_layer(value)
     replaced = _calls.override(layer, probs, value)
@@ -129,6 +135,9 @@ class Architecture:
       `attention_norm` (from a layer), and the layer's output LN(y + FFN(y)) at `output_norm`; `pre`,
       y = x + attention(norm(x)), whose norm acts on each token alone and so sits inside its value
       vectors (LayerNorm or RMSNorm alike); None: not described.
+    - `gated_mlp`: (activation, partner) paths from a layer when the MLP multiplies its activation's output
+      by another module's output elementwise (Llama family), else None; `lrp_refusal`: why AttnLRP's
+      rules cannot all be applied through modules and the attention function, or None.
     """
 
     family: str
@@ -147,22 +156,27 @@ class Architecture:
     norm_placement: str | None = None
     attention_norm: str | None = None
     output_norm: str | None = None
+    gated_mlp: tuple[str, str] | None = None
+    lrp_refusal: str | None = None
 
 
 _BERT_FAMILY = Architecture("BERT family", layers="encoder.layer", output_projection="attention.output.dense",
                             embeddings="embeddings", norm_placement="post", attention_norm="attention.output.LayerNorm",
                             output_norm="output.LayerNorm")
 _DECODER = Architecture("Llama family", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
-                        causal=True, grouped_query=True, readout="last", decoder_head="score", norm_placement="pre")
+                        causal=True, grouped_query=True, readout="last", decoder_head="score", norm_placement="pre",
+                        gated_mlp=("mlp.act_fn", "mlp.up_proj"))
+_ROBERTA = dataclasses.replace(_BERT_FAMILY, lrp_refusal="its classification head applies tanh as a function, not a module")
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": _BERT_FAMILY,
-    "roberta": _BERT_FAMILY,
-    "xlm-roberta": _BERT_FAMILY,
+    "roberta": _ROBERTA,
+    "xlm-roberta": _ROBERTA,
     "electra": _BERT_FAMILY,
     "distilbert": Architecture("DistilBERT", layers="transformer.layer", output_projection="attention.out_lin",
                                embeddings="embeddings", norm_placement="post", attention_norm="sa_layer_norm",
-                               output_norm="output_layer_norm"),
+                               output_norm="output_layer_norm",
+                               lrp_refusal="its classifier applies ReLU as a function, not a module"),
     "albert": Architecture("ALBERT", layers="encoder.albert_layer_groups", output_projection="attention.dense",
                            embeddings="embeddings", shared_layers=True, norm_placement="post",
                            attention_norm="attention.LayerNorm", output_norm="full_layer_layer_norm"),
@@ -171,16 +185,18 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": _DECODER,
     "qwen2": Architecture("Qwen2", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                           causal=True, window=_window_of_sliding_layers, grouped_query=True, readout="last",
-                          decoder_head="score", norm_placement="pre"),
+                          decoder_head="score", norm_placement="pre", gated_mlp=("mlp.act_fn", "mlp.up_proj")),
     "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                             causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
-                            decoder_head="score", norm_placement="pre"),
+                            decoder_head="score", norm_placement="pre", gated_mlp=("mlp.act_fn", "mlp.up_proj")),
     "deberta-v2": Architecture("DeBERTa-v2/v3", layers="encoder.layer", output_projection="attention.output.dense",
                                embeddings="embeddings", attention_interface=False, attention_module="attention.self",
                                norm_placement="post", attention_norm="attention.output.LayerNorm",
-                               output_norm="output.LayerNorm"),
+                               output_norm="output.LayerNorm",
+                               lrp_refusal="its disentangled attention bypasses AttentionInterface"),
     "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
-                               window=_window_of_sliding_layers, norm_placement="pre"),
+                               window=_window_of_sliding_layers, norm_placement="pre",
+                               lrp_refusal="its gated MLP multiplies the two halves of one projection's output"),
 }
 
 
@@ -419,6 +435,16 @@ class ClassifierAdapter:
             )
         return ForwardOutput(logits=self._task_logits(logits), attentions=tuple(out.attentions),
                              hidden_states=tuple(out.hidden_states), values=values)
+
+    @contextlib.contextmanager
+    def attention_inputs(self, transform: AttentionInputs) -> Iterator[None]:
+        """Inside the block, the attention function receives `transform(query, key, value)` (models that call
+        `AttentionInterface`; DeBERTa-v2's hooked attention is not affected)."""
+        _calls.input_transforms.append(transform)
+        try:
+            yield
+        finally:
+            _calls.input_transforms.pop()
 
     @contextlib.contextmanager
     def attention_override(self, override: AttentionOverride) -> Iterator[None]:
