@@ -10,7 +10,7 @@ Maximum flows are computed exactly on integer capacities (scipy's Dinic solver),
 rounded to multiples of 2^-30: each flow is within n * L * 2^-31 of the real-valued one.
 
 Cost: one maximum flow per token, on a graph of (L + 1) n nodes and L n^2 edges, so about n^3 L work per
-example (n = 128 on MiniLM-L6: about 2 s). Inputs longer than `max_tokens` (default 256) are refused
+example (n = 128 on MiniLM-L6: about 1 s on a busy 2-core CPU). Inputs longer than `max_tokens` (default 256) are refused
 with a one-line error rather than approximated: the paper defines no approximation, and rollout
 (`attention_rollout`) is the cheap relative the paper proposes alongside.
 """

@@ -46,6 +46,18 @@ def normalise_rows(matrix: torch.Tensor) -> torch.Tensor:
     return matrix / matrix.sum(-1, keepdim=True).clamp_min(torch.finfo(matrix.dtype).tiny)
 
 
+def zeroing_columns(keep: torch.Tensor):
+    """An attention override that multiplies column j of copy c's probabilities by keep[c, j] (every head and row)."""
+    def override(layer: int, probs: torch.Tensor) -> torch.Tensor:
+        return probs * keep[:, None, None, :]
+    return override
+
+
+def original_input(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+    """Every copy's layer input replaced by the first copy's (the unperturbed example's)."""
+    return hidden[:1].expand_as(hidden)
+
+
 class ValueZeroing(Explainer):
     """Value zeroing (see the module docstring).
 
@@ -93,15 +105,8 @@ class ValueZeroing(Explainer):
             zeroed = torch.arange(first, min(n, first + copies_per_pass))  # the token zeroed in copies 1..
             keep = torch.ones((len(zeroed) + 1, n), dtype=model.dtype, device=model.device)
             keep[torch.arange(1, len(zeroed) + 1), zeroed] = 0.0  # copy 0 is the original
-
-            def zero_values(layer: int, probs: torch.Tensor) -> torch.Tensor:
-                return probs * keep[:, None, None, :]
-
-            def original_input(layer: int, hidden: torch.Tensor) -> torch.Tensor:
-                return hidden[:1].expand_as(hidden)
-
             ids = input_ids.unsqueeze(0).expand(len(keep), n)
-            with model.attention_override(zero_values), model.layer_calls(replace_input=original_input) as calls:
+            with model.attention_override(zeroing_columns(keep)), model.layer_calls(replace_input=original_input) as calls:
                 model.logits(ids, torch.ones_like(ids))
             if len(calls) != model.num_layers:
                 raise EffbenchError(f"value_zeroing saw {len(calls)} layer calls in one forward pass of {model.name!r}; "
