@@ -138,6 +138,10 @@ def test_an_unknown_name_suggests_the_closest(tiny_adapter):
     ("integrated_gradients", {"method": "simpson"}, "method"),
     ("leave_one_out", {"perturbation": "blank"}, "perturbation"),
     ("attention_norm", {"heads": "mean"}, "heads"),
+    ("value_zeroing", {"aggregation": "mean"}, "aggregation"),
+    ("value_zeroing", {"tokens_per_pass": 0}, "tokens_per_pass"),
+    ("attention_flow", {"max_tokens": 0}, "max_tokens"),
+    ("alti", {"layer": -1}, "has no parameter layer"),
 ])
 def test_a_bad_parameter_is_a_clear_error(name, params, message):
     with pytest.raises(EffbenchError, match=message):

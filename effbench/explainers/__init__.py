@@ -20,6 +20,11 @@ BUILTIN_EXPLAINERS = {
     "grad_x_input": "effbench.explainers.gradients:GradientXInput",
     "integrated_gradients": "effbench.explainers.gradients:IntegratedGradients",
     "leave_one_out": "effbench.explainers.occlusion:LeaveOneOut",
+    "value_zeroing": "effbench.explainers.value_zeroing:ValueZeroing",
+    "alti": "effbench.explainers.alti:ALTI",
+    "globenc": "effbench.explainers.globenc:GlobEnc",
+    "attention_flow": "effbench.explainers.attention_flow:AttentionFlow",
+    "attn_lrp": "effbench.explainers.attn_lrp:AttnLRP",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():

@@ -15,6 +15,7 @@ of the attention calls in one forward pass, so that ALBERT's one shared layer mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 
 # (layer index, attention probabilities [B, H, N, N]) -> replacement probabilities of the same shape
 AttentionOverride = Callable[[int, torch.Tensor], torch.Tensor]
+# (query, key, value) -> the same three, as the attention function receives them (same values, e.g. other gradients)
+AttentionInputs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 class _AttentionCalls:
@@ -44,6 +47,7 @@ class _AttentionCalls:
     def __init__(self):
         self.count = 0
         self.overrides: list[AttentionOverride] = []
+        self.input_transforms: list[AttentionInputs] = []
         self.values: list[torch.Tensor] | None = None
 
     def next_layer(self, value: torch.Tensor) -> int:
@@ -57,7 +61,8 @@ class _AttentionCalls:
         """The replaced probabilities and the head outputs [B, H, N, d_h] they give, or None without an override."""
         if not self.overrides:
             return None
-        probs = self.overrides[-1](layer, probs)
+        for override in self.overrides:  # nested overrides compose, the outermost first
+            probs = override(layer, probs)
         grouped = value.repeat_interleave(probs.shape[1] // value.shape[1], dim=1)  # a key/value head per query head
         return probs, torch.matmul(probs, grouped)
 
@@ -68,6 +73,8 @@ _calls = _AttentionCalls()
 def _effbench_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The model's own eager attention, whose probabilities an `attention_override` context may replace."""
     eager = sys.modules[type(module).__module__].eager_attention_forward
+    for transform in _calls.input_transforms:
+        query, key, value = transform(query, key, value)
     output, probs = eager(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     layer = _calls.next_layer(value)
     replaced = _calls.override(layer, probs, value)
@@ -125,6 +132,14 @@ class Architecture:
       token; decoders, whose logits the adapter reads there itself with the `decoder_head` module);
     - `attention_interface`: the model calls `AttentionInterface` (else `attention_module`, from a
       layer, is hooked: DeBERTa-v2).
+    - `norm_placement`: where the residual stream is normalised, for the explainers that read a layer as
+      a sum of per-token vectors (ALTI, GlobEnc): `post`, y = LN(x + attention(x)) with the LayerNorm at
+      `attention_norm` (from a layer), and the layer's output LN(y + FFN(y)) at `output_norm`; `pre`,
+      y = x + attention(norm(x)), whose norm acts on each token alone and so sits inside its value
+      vectors (LayerNorm or RMSNorm alike); None: not described.
+    - `gated_mlp`: (activation, partner) paths from a layer when the MLP multiplies its activation's output
+      by another module's output elementwise (Llama family), else None; `lrp_refusal`: why AttnLRP's
+      rules cannot all be applied through modules and the attention function, or None.
     """
 
     family: str
@@ -140,35 +155,50 @@ class Architecture:
     attention_interface: bool = True
     attention_module: str | None = None
     shared_layers: bool = False
+    norm_placement: str | None = None
+    attention_norm: str | None = None
+    output_norm: str | None = None
+    gated_mlp: tuple[str, str] | None = None
+    lrp_refusal: str | None = None
 
 
 _BERT_FAMILY = Architecture("BERT family", layers="encoder.layer", output_projection="attention.output.dense",
-                            embeddings="embeddings")
+                            embeddings="embeddings", norm_placement="post", attention_norm="attention.output.LayerNorm",
+                            output_norm="output.LayerNorm")
 _DECODER = Architecture("Llama family", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
-                        causal=True, grouped_query=True, readout="last", decoder_head="score")
+                        causal=True, grouped_query=True, readout="last", decoder_head="score", norm_placement="pre",
+                        gated_mlp=("mlp.act_fn", "mlp.up_proj"))
+_ROBERTA = dataclasses.replace(_BERT_FAMILY, lrp_refusal="its classification head applies tanh as a function, not a module")
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": _BERT_FAMILY,
-    "roberta": _BERT_FAMILY,
-    "xlm-roberta": _BERT_FAMILY,
+    "roberta": _ROBERTA,
+    "xlm-roberta": _ROBERTA,
     "electra": _BERT_FAMILY,
     "distilbert": Architecture("DistilBERT", layers="transformer.layer", output_projection="attention.out_lin",
-                               embeddings="embeddings"),
+                               embeddings="embeddings", norm_placement="post", attention_norm="sa_layer_norm",
+                               output_norm="output_layer_norm",
+                               lrp_refusal="its classifier applies ReLU as a function, not a module"),
     "albert": Architecture("ALBERT", layers="encoder.albert_layer_groups", output_projection="attention.dense",
-                           embeddings="embeddings", shared_layers=True),
+                           embeddings="embeddings", shared_layers=True, norm_placement="post",
+                           attention_norm="attention.LayerNorm", output_norm="full_layer_layer_norm"),
     "gpt2": Architecture("GPT-2", layers="h", output_projection="attn.c_proj", conv1d_projection=True,
-                         embeddings="drop", causal=True, readout="last", decoder_head="score"),
+                         embeddings="drop", causal=True, readout="last", decoder_head="score", norm_placement="pre"),
     "llama": _DECODER,
     "qwen2": Architecture("Qwen2", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                           causal=True, window=_window_of_sliding_layers, grouped_query=True, readout="last",
-                          decoder_head="score"),
+                          decoder_head="score", norm_placement="pre", gated_mlp=("mlp.act_fn", "mlp.up_proj")),
     "mistral": Architecture("Mistral", layers="layers", output_projection="self_attn.o_proj", embeddings="embed_tokens",
                             causal=True, window=_window_of_every_layer, grouped_query=True, readout="last",
-                            decoder_head="score"),
+                            decoder_head="score", norm_placement="pre", gated_mlp=("mlp.act_fn", "mlp.up_proj")),
     "deberta-v2": Architecture("DeBERTa-v2/v3", layers="encoder.layer", output_projection="attention.output.dense",
-                               embeddings="embeddings", attention_interface=False, attention_module="attention.self"),
+                               embeddings="embeddings", attention_interface=False, attention_module="attention.self",
+                               norm_placement="post", attention_norm="attention.output.LayerNorm",
+                               output_norm="output.LayerNorm",
+                               lrp_refusal="its disentangled attention bypasses AttentionInterface"),
     "modernbert": Architecture("ModernBERT", layers="layers", output_projection="attn.Wo", embeddings="embeddings",
-                               window=_window_of_sliding_layers),
+                               window=_window_of_sliding_layers, norm_placement="pre",
+                               lrp_refusal="its gated MLP multiplies the two halves of one projection's output"),
 }
 
 
@@ -409,6 +439,16 @@ class ClassifierAdapter:
                              hidden_states=tuple(out.hidden_states), values=values)
 
     @contextlib.contextmanager
+    def attention_inputs(self, transform: AttentionInputs) -> Iterator[None]:
+        """Inside the block, the attention function receives `transform(query, key, value)` (models that call
+        `AttentionInterface`; DeBERTa-v2's hooked attention is not affected)."""
+        _calls.input_transforms.append(transform)
+        try:
+            yield
+        finally:
+            _calls.input_transforms.pop()
+
+    @contextlib.contextmanager
     def attention_override(self, override: AttentionOverride) -> Iterator[None]:
         """Inside the block, every forward pass replaces attention probabilities by `override(layer, probs)`."""
         _calls.overrides.append(override)
@@ -482,6 +522,51 @@ class ClassifierAdapter:
     def head_output_projection(self, layer: int) -> torch.Tensor:
         """W_O^h per head, [H, d_h, D]: head h's rows of the attention output projection."""
         return self._output_projection_weight(layer).reshape(self.num_heads, self.head_dim, self.hidden_size)
+
+    def output_projection_bias(self, layer: int) -> torch.Tensor | None:
+        """b_O [D], the attention output projection's bias, or None when it has none."""
+        return _attribute(self._layers[layer], self.architecture.output_projection).bias
+
+    def layer_submodule(self, layer: int, path: str) -> torch.nn.Module:
+        """The module at `path` (an attribute path, as in `Architecture`) inside layer `layer`."""
+        return _attribute(self._layers[layer], path)
+
+    @contextlib.contextmanager
+    def layer_calls(self, path: str | None = None, *,
+                    replace_input: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                    ) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Inside the block, forward passes record (first input, output) of the module at `path` in each
+        layer (None: the layer itself), in layer order (L per pass), in the yielded list;
+        `replace_input(layer, hidden_states)`, when given, replaces that first input.
+
+        Hooks go on each distinct module once, so ALBERT's one shared layer is seen once per layer."""
+        modules = [self._layers[layer] if path is None else _attribute(self._layers[layer], path)
+                   for layer in range(self.num_layers)]
+        calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        started = [0]
+
+        def before(module, args, kwargs):
+            layer = started[0] % self.num_layers
+            started[0] += 1
+            if replace_input is None:
+                return None
+            if args:
+                return (replace_input(layer, args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": replace_input(layer, kwargs["hidden_states"])}
+
+        def after(module, args, kwargs, output):
+            inputs = args[0] if args else kwargs["hidden_states"]
+            calls.append((inputs, output[0] if isinstance(output, tuple) else output))
+
+        handles = []
+        for module in {id(module): module for module in modules}.values():
+            handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+            handles.append(module.register_forward_hook(after, with_kwargs=True))
+        try:
+            yield calls
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def head_transfers(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
         """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
