@@ -195,7 +195,8 @@ def evaluate(
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
-    metric_objects = [metric_for_run(name, params, config.perturbation) for name, params in metric_specs.items()]
+    metric_objects = [metric_for_run(name, params, config.perturbation, config.seed)
+                      for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
     records = []
     for task_name in tasks:
@@ -471,13 +472,15 @@ def explainer_for_run(name: str, params: Mapping[str, Any], seed: int):
     return get_explainer(name, **params)
 
 
-def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
-    """A perturbation metric takes the run's perturbation mode unless its own was given."""
+def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str, seed: int = 0):
+    """A perturbation metric takes the run's perturbation mode, and a seeded metric the run's seed, unless
+    its own was given."""
     from effbench.metrics import get_metric, metrics
 
-    if "mode" in metrics.get(name).defaults and "mode" not in params:
-        return get_metric(name, **params, mode=perturbation)
-    return get_metric(name, **params)
+    defaults = metrics.get(name).defaults
+    run_params = {"mode": perturbation, "seed": seed}
+    return get_metric(name, **params, **{key: value for key, value in run_params.items()
+                                         if key in defaults and key not in params})
 
 
 def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict] | None) -> list[dict]:
