@@ -315,6 +315,7 @@ def _input_facts(model, batch) -> list[dict] | None:
 
 def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects, config, batch_number, bar) -> None:
     """Explain the batch, score it with every metric, append its rows; count seconds and passes."""
+    from effbench.metrics.base import ExplainerMetric
     from effbench.metrics.perturbation import PerturbationEngine
 
     engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
@@ -326,7 +327,10 @@ def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects,
     per_metric = {}
     for metric in metric_objects:
         started, before = time.perf_counter(), _engine_counts(engine)
-        per_metric[metric.name] = metric.compute(engine, batch, attribution)
+        if isinstance(metric, ExplainerMetric):  # it runs the explainer again
+            per_metric[metric.name] = metric.compute(engine, batch, attribution, run["explainer"])
+        else:
+            per_metric[metric.name] = metric.compute(engine, batch, attribution)
         run["seconds"][metric.name] += time.perf_counter() - started
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
             run["passes"][metric.name][count] += now - then

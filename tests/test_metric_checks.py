@@ -115,3 +115,124 @@ def test_soft_metrics_on_minilm_are_defined_and_zero_for_all_zero_scores(minilm_
         np.testing.assert_allclose(at_zero.values[defined], 0.0, rtol=0, atol=1e-6)
         scored = get_metric(name, samples=2).compute(engine, batch, saliency)
         assert np.all((scored.values[defined] >= 0) & (scored.values[defined] <= 1))
+
+
+# ---- sensitivity_max and infidelity (Yeh et al. 2019) ---------------------------------------------------
+
+
+def explain_and_score(model, batch, explainer_name, metric):
+    from effbench.metrics.base import ExplainerMetric
+
+    explainer = get_explainer(explainer_name)
+    attribution = explainer.explain(model, batch)
+    engine = PerturbationEngine(model)
+    if isinstance(metric, ExplainerMetric):
+        return metric.compute(engine, batch, attribution, explainer)
+    return metric.compute(engine, batch, attribution)
+
+
+def test_sensitivity_is_zero_for_an_explainer_that_ignores_the_model_and_positive_for_saliency(tiny_adapter, tiny_examples):
+    batch = tiny_adapter.make_batch(tiny_examples)
+    metric = get_metric("sensitivity_max", samples=2)
+    assert explain_and_score(tiny_adapter, batch, "random", metric).values.tolist() == [0.0] * len(batch)
+    saliency = explain_and_score(tiny_adapter, batch, "saliency", metric)
+    assert np.all(saliency.values > 1e-4) and not any(saliency.flags)
+    attention = explain_and_score(tiny_adapter, batch, "raw_attention", metric)  # its forward pass is recomputed
+    assert np.all(attention.values > 1e-4)
+
+
+def test_sensitivity_of_an_explainer_the_hook_cannot_reach_is_nan_with_a_flag(tiny_adapter, tiny_examples):
+    batch = tiny_adapter.make_batch(tiny_examples[:2])
+    result = explain_and_score(tiny_adapter, batch, "leave_one_out", get_metric("sensitivity_max", samples=1))
+    assert np.isnan(result.values).all()
+    assert result.flags == [["explainer_not_perturbable"]] * 2
+
+
+@pytest.mark.parametrize("name", ["sensitivity_max", "infidelity"])
+def test_robustness_noise_is_seeded_per_example(tiny_adapter, tiny_examples, name):
+    batch = tiny_adapter.make_batch(tiny_examples)
+    together = explain_and_score(tiny_adapter, batch, "saliency", get_metric(name, samples=2, seed=3))
+    for index, example in enumerate(tiny_examples):
+        alone = explain_and_score(tiny_adapter, tiny_adapter.make_batch([example]), "saliency",
+                                  get_metric(name, samples=2, seed=3))
+        np.testing.assert_allclose(alone.values[0], together.values[index], rtol=1e-6, atol=1e-9)
+
+
+def test_sensitivity_max_equals_captum_on_the_same_noise(tiny_adapter, tiny_examples):
+    from captum.metrics import sensitivity_max
+
+    from effbench.metrics.robustness import SENSITIVITY_STREAM, embedding_output_offset, one_example_batch
+    from effbench.metrics.soft_erasure import example_generator
+
+    batch = tiny_adapter.make_batch(tiny_examples[1:2])
+    metric = get_metric("sensitivity_max", samples=3, radius=0.05, seed=4)
+    ours = explain_and_score(tiny_adapter, batch, "saliency", metric).values[0]
+
+    saliency = get_explainer("saliency")
+    single = one_example_batch(batch, 0)
+    scorable = batch.scorable_mask[0]
+    embedded = tiny_adapter.embedding_output(single.input_ids, single.attention_mask).double()
+    generator = example_generator(4, batch.example_ids[0], SENSITIVITY_STREAM)
+
+    def perturb(inputs, radius):  # the metric's noise, at the scorable tokens only
+        noise = torch.zeros_like(inputs)
+        for row in range(len(inputs)):
+            noise[row, scorable] = torch.from_numpy(generator.uniform(-radius, radius, (int(scorable.sum()), inputs.shape[-1])))
+        return inputs + noise
+
+    def explanation(points):
+        as_tuple = isinstance(points, tuple)  # captum passes the unperturbed input as a tuple, and wants one back
+        rows = []
+        for point in points[0] if as_tuple else points:
+            with embedding_output_offset(tiny_adapter, (point - embedded[0])[None]):
+                rows.append(saliency.explain(tiny_adapter, single).scores[0, scorable].double())
+        return (torch.stack(rows),) if as_tuple else torch.stack(rows)
+
+    theirs = sensitivity_max(explanation, embedded, perturb_func=perturb, perturb_radius=0.05, n_perturb_samples=3)
+    assert ours == pytest.approx(float(theirs[0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_infidelity_equals_captum_on_the_same_noise(tiny_adapter, tiny_examples, normalize):
+    from captum.metrics import infidelity
+
+    batch = tiny_adapter.make_batch(tiny_examples[1:2])
+    metric = get_metric("infidelity", samples=6, noise_std=0.2, normalize=normalize, seed=1)
+    attribution = get_explainer("grad_x_input").explain(tiny_adapter, batch)
+    ours = metric.compute(PerturbationEngine(tiny_adapter), batch, attribution).values[0]
+
+    scorable = batch.scorable_mask[0]
+    embedded = tiny_adapter.embedding_output(batch.input_ids, batch.attention_mask).double()
+    noise = torch.from_numpy(metric.noise(batch.example_ids[0], int(scorable.sum())))
+
+    def perturb(inputs):  # captum wants the perturbation shaped as the input: token j's I_j in coordinate 0
+        fractions = torch.zeros(inputs.shape[:2], dtype=inputs.dtype)
+        fractions[:, scorable] = noise
+        perturbation = torch.zeros_like(inputs)
+        perturbation[..., 0] = fractions
+        return perturbation, inputs * (1 - fractions[..., None])
+
+    def forward(points):
+        with torch.no_grad():
+            return tiny_adapter.logits(batch.input_ids.expand(len(points), -1),
+                                       batch.attention_mask.expand(len(points), -1),
+                                       embedding_output=points.float()).double()
+
+    scores = torch.zeros_like(embedded)
+    scores[0, :, 0] = attribution.scores[0].double()
+    theirs = infidelity(forward, perturb, embedded, scores, target=int(batch.targets[0]), n_perturb_samples=6,
+                        normalize=normalize)
+    assert ours == pytest.approx(float(theirs[0]), rel=1e-4, abs=1e-10)
+
+
+def test_normalised_infidelity_does_not_depend_on_the_scores_scale(tiny_adapter, tiny_examples):
+    batch = tiny_adapter.make_batch(tiny_examples)
+    attribution = get_explainer("saliency").explain(tiny_adapter, batch)
+    scaled = Attribution(scores=attribution.scores * 1000, explainer="saliency", version=1)
+    metric = get_metric("infidelity", samples=4)
+    first = metric.compute(PerturbationEngine(tiny_adapter), batch, attribution).values
+    second = metric.compute(PerturbationEngine(tiny_adapter), batch, scaled).values
+    np.testing.assert_allclose(first, second, rtol=1e-6)
+    unnormalised = get_metric("infidelity", samples=4, normalize=False)
+    assert not np.allclose(unnormalised.compute(PerturbationEngine(tiny_adapter), batch, attribution).values,
+                           unnormalised.compute(PerturbationEngine(tiny_adapter), batch, scaled).values)

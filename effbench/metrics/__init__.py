@@ -24,6 +24,8 @@ for _name, _target in {
     "min_necessary": "effbench.metrics.minimal:MinNecessary",
     "soft_sufficiency": "effbench.metrics.soft_erasure:SoftSufficiency",
     "soft_comprehensiveness": "effbench.metrics.soft_erasure:SoftComprehensiveness",
+    "sensitivity_max": "effbench.metrics.robustness:SensitivityMax",
+    "infidelity": "effbench.metrics.robustness:Infidelity",
 }.items():
     metrics.register(_name, _target, builtin=True)
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from effbench.errors import EffbenchError
 from effbench.metrics.base import CONSTANT_SCORES, Metric, MetricResult, scorable_scores
 
 if TYPE_CHECKING:
@@ -119,11 +118,8 @@ class _SoftErasure(Metric):
     defaults = {"samples": 1, "seed": 0}
 
     def validate(self) -> None:
-        for param in ("samples", "seed"):
-            value = self.params[param]
-            low = 1 if param == "samples" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise EffbenchError(f"metric {self.name!r}: {param} must be an integer >= {low}, got {value!r}")
+        self._check_integer("samples", 1)
+        self._check_integer("seed", 0)
 
     def keep_probabilities(self, normalised: np.ndarray) -> np.ndarray:
         raise NotImplementedError
