@@ -236,3 +236,81 @@ def test_normalised_infidelity_does_not_depend_on_the_scores_scale(tiny_adapter,
     unnormalised = get_metric("infidelity", samples=4, normalize=False)
     assert not np.allclose(unnormalised.compute(PerturbationEngine(tiny_adapter), batch, attribution).values,
                            unnormalised.compute(PerturbationEngine(tiny_adapter), batch, scaled).values)
+
+
+# ---- model_randomisation (Adebayo et al. 2018) --------------------------------------------------------
+
+
+def test_randomisation_re_initialises_the_head_and_top_layers_of_a_copy_once(tiny_adapter, tiny_examples):
+    batch = tiny_adapter.make_batch(tiny_examples)
+    before = {name: value.clone() for name, value in tiny_adapter.model.state_dict().items()}
+    metric = get_metric("model_randomisation", layers=1)
+    explain_and_score(tiny_adapter, batch, "random", metric)
+    randomised = metric.randomised_model(tiny_adapter)
+    explain_and_score(tiny_adapter, batch, "random", metric)
+    assert metric.randomised_model(tiny_adapter) is randomised  # built once, kept for the run
+    for name, value in tiny_adapter.model.state_dict().items():
+        assert torch.equal(value, before[name]), f"the trained model's {name} changed"
+    changed = {name for name, value in randomised.model.state_dict().items()
+               if not torch.equal(value, before[name]) and value.dim() == 2}
+    assert "classifier.weight" in changed and "bert.encoder.layer.1.attention.self.query.weight" in changed
+    assert not any(name.startswith(("bert.encoder.layer.0.", "bert.embeddings.")) for name in changed)
+    again = get_metric("model_randomisation", layers=1).randomised_model(tiny_adapter)  # seeded
+    assert torch.equal(again.model.classifier.weight, randomised.model.classifier.weight)
+
+
+def test_random_scores_survive_randomisation_and_saliency_does_not(tiny_adapter, tiny_examples):
+    batch = tiny_adapter.make_batch(tiny_examples)
+    metric = get_metric("model_randomisation")
+    random = explain_and_score(tiny_adapter, batch, "random", metric)
+    np.testing.assert_allclose(random.values, 1.0, rtol=0, atol=1e-12)
+    assert all(details["top_k_intersection"] == 1.0 for details in random.details)
+    saliency = explain_and_score(tiny_adapter, batch, "saliency", metric)
+    assert np.nanmean(saliency.values) < 0.8
+    attention = explain_and_score(tiny_adapter, batch, "raw_attention", metric)  # reads the copy's own forward
+    assert np.nanmean(attention.values) < 0.8
+
+
+def test_randomisation_layers_are_checked(tiny_adapter, tiny_examples):
+    from effbench.errors import EffbenchError
+
+    with pytest.raises(EffbenchError, match="layers must be 'all' or an integer"):
+        get_metric("model_randomisation", layers="top")
+    batch = tiny_adapter.make_batch(tiny_examples[:1])
+    with pytest.raises(EffbenchError, match="layers=3 but the model has 2"):
+        explain_and_score(tiny_adapter, batch, "random", get_metric("model_randomisation", layers=3))
+
+
+# ---- through the runner -------------------------------------------------------------------------------------
+
+
+def test_the_new_metrics_run_end_to_end_and_reach_the_records(toy_env, tmp_path):
+    import json
+
+    import effbench
+
+    config = effbench.RunConfig(limit=3, model_kind="tiny", output_dir=tmp_path, seed=4)
+    new = {"soft_sufficiency": {}, "soft_comprehensiveness": {}, "infidelity": {"samples": 3},
+           "sensitivity_max": {"samples": 2}, "model_randomisation": {}}
+    records = effbench.evaluate(["toy"], ["random", "saliency", "leave_one_out"], new, config, progress=False)
+    by_explainer = {record["explainer"]["name"]: record for record in records}
+    for record in records:
+        params = {metric["name"]: metric["params"] for metric in record["metrics"]}
+        assert all(params[name]["seed"] == 4 for name in new)
+        assert set(record["results"]) == set(new)
+    assert by_explainer["random"]["results"]["sensitivity_max"]["mean"] == 0.0
+    assert by_explainer["random"]["results"]["model_randomisation"]["mean"] == pytest.approx(1.0)
+    assert by_explainer["saliency"]["results"]["sensitivity_max"]["mean"] > 0
+    assert by_explainer["leave_one_out"]["results"]["sensitivity_max"]["flagged"] == 3
+    [folder] = tmp_path.glob("toy/saliency-*")
+    rows = [json.loads(line) for line in (folder / "per_example.jsonl").read_text().splitlines()]
+    assert all("null_probability" in row["metrics"]["soft_sufficiency"]["details"] for row in rows)
+
+
+def test_effbench_metrics_lists_the_new_metrics(capsys):
+    from effbench.cli import main
+
+    assert main(["metrics"]) == 0
+    out = capsys.readouterr().out
+    for name in ("soft_sufficiency", "soft_comprehensiveness", "sensitivity_max", "infidelity", "model_randomisation"):
+        assert name in out

@@ -28,8 +28,8 @@ from effbench.types import Attribution, Batch
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
 VOCAB = 128
 SPECIAL = {PAD, UNK, CLS, SEP, MASK}
-ALL_METRICS = ["faithfulness", "infidelity", "min_necessary", "min_sufficient", "necessity", "sensitivity_max",
-               "soft_comprehensiveness", "soft_sufficiency", "sparsity", "sufficiency"]
+ALL_METRICS = ["faithfulness", "infidelity", "min_necessary", "min_sufficient", "model_randomisation", "necessity",
+               "sensitivity_max", "soft_comprehensiveness", "soft_sufficiency", "sparsity", "sufficiency"]
 # the metrics that need no more of a model than its logits on token ids (AdditiveModel); the others are
 # tested on real adapters in tests/test_metric_checks.py
 ID_METRICS = ["faithfulness", "min_necessary", "min_sufficient", "necessity", "sparsity", "sufficiency"]

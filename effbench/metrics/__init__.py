@@ -26,6 +26,7 @@ for _name, _target in {
     "soft_comprehensiveness": "effbench.metrics.soft_erasure:SoftComprehensiveness",
     "sensitivity_max": "effbench.metrics.robustness:SensitivityMax",
     "infidelity": "effbench.metrics.robustness:Infidelity",
+    "model_randomisation": "effbench.metrics.randomisation:ModelRandomisation",
 }.items():
     metrics.register(_name, _target, builtin=True)
 
