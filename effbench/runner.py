@@ -195,7 +195,8 @@ def evaluate(
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
-    metric_objects = [metric_for_run(name, params, config.perturbation) for name, params in metric_specs.items()]
+    metric_objects = [metric_for_run(name, params, config.perturbation, config.seed)
+                      for name, params in metric_specs.items()]
     metric_names = [metric.name for metric in metric_objects]
     records = []
     for task_name in tasks:
@@ -314,6 +315,7 @@ def _input_facts(model, batch) -> list[dict] | None:
 
 def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects, config, batch_number, bar) -> None:
     """Explain the batch, score it with every metric, append its rows; count seconds and passes."""
+    from effbench.metrics.base import ExplainerMetric
     from effbench.metrics.perturbation import PerturbationEngine
 
     engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
@@ -325,7 +327,10 @@ def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects,
     per_metric = {}
     for metric in metric_objects:
         started, before = time.perf_counter(), _engine_counts(engine)
-        per_metric[metric.name] = metric.compute(engine, batch, attribution)
+        if isinstance(metric, ExplainerMetric):  # it runs the explainer again
+            per_metric[metric.name] = metric.compute(engine, batch, attribution, run["explainer"])
+        else:
+            per_metric[metric.name] = metric.compute(engine, batch, attribution)
         run["seconds"][metric.name] += time.perf_counter() - started
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
             run["passes"][metric.name][count] += now - then
@@ -471,13 +476,15 @@ def explainer_for_run(name: str, params: Mapping[str, Any], seed: int):
     return get_explainer(name, **params)
 
 
-def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str):
-    """A perturbation metric takes the run's perturbation mode unless its own was given."""
+def metric_for_run(name: str, params: Mapping[str, Any], perturbation: str, seed: int = 0):
+    """A perturbation metric takes the run's perturbation mode, and a seeded metric the run's seed, unless
+    its own was given."""
     from effbench.metrics import get_metric, metrics
 
-    if "mode" in metrics.get(name).defaults and "mode" not in params:
-        return get_metric(name, **params, mode=perturbation)
-    return get_metric(name, **params)
+    defaults = metrics.get(name).defaults
+    run_params = {"mode": perturbation, "seed": seed}
+    return get_metric(name, **params, **{key: value for key, value in run_params.items()
+                                         if key in defaults and key not in params})
 
 
 def _rows(model, batch, attribution, per_metric, *, input_facts: list[dict] | None) -> list[dict]:

@@ -22,6 +22,11 @@ for _name, _target in {
     "sparsity": "effbench.metrics.sparsity:Sparsity",
     "min_sufficient": "effbench.metrics.minimal:MinSufficient",
     "min_necessary": "effbench.metrics.minimal:MinNecessary",
+    "soft_sufficiency": "effbench.metrics.soft_erasure:SoftSufficiency",
+    "soft_comprehensiveness": "effbench.metrics.soft_erasure:SoftComprehensiveness",
+    "sensitivity_max": "effbench.metrics.robustness:SensitivityMax",
+    "infidelity": "effbench.metrics.robustness:Infidelity",
+    "model_randomisation": "effbench.metrics.randomisation:ModelRandomisation",
 }.items():
     metrics.register(_name, _target, builtin=True)
 

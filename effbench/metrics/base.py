@@ -1,6 +1,7 @@
 """The metric interface and the conventions every metric shares: scorable tokens, ranking, top-k.
 
-A metric scores one attribution per example: `compute(engine, batch, attribution) -> MetricResult`.
+A metric scores one attribution per example: `compute(engine, batch, attribution) -> MetricResult`; an
+`ExplainerMetric` also receives the explainer, to run it again (sensitivity, model randomisation).
 Everything here is numpy only; the forward passes live in `effbench.metrics.perturbation`.
 """
 
@@ -63,6 +64,16 @@ class Metric(Component):
 
     # ---- parameter checks shared by subclasses -------------------------------------------------
 
+    def _check_integer(self, param: str, low: int) -> None:
+        value = self.params[param]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise EffbenchError(f"metric {self.name!r}: {param} must be an integer >= {low}, got {value!r}")
+
+    def _check_positive_number(self, param: str) -> None:
+        value = self.params[param]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise EffbenchError(f"metric {self.name!r}: {param} must be a positive number, got {value!r}")
+
     def _check_mode(self) -> None:
         if self.params["mode"] not in PERTURBATION_MODES:
             raise EffbenchError(
@@ -80,6 +91,16 @@ class Metric(Component):
         if len(set(value)) != len(value):
             raise EffbenchError(message)
         self.params[param] = [float(q) for q in value]
+
+
+class ExplainerMetric(Metric):
+    """A metric that runs the explainer again (on perturbed inputs, on another model):
+    `compute(engine, batch, attribution, explainer)`, the model being `engine.model`. The runner passes
+    the run's explainer object; records show these metrics like any other. An explainer the metric cannot
+    rerun faithfully gets NaN and a flag on every example, not a number."""
+
+    def compute(self, engine: PerturbationEngine, batch: Batch, attribution: Attribution, explainer=None) -> MetricResult:
+        raise NotImplementedError
 
 
 @functools.lru_cache(maxsize=4096)  # exact arithmetic is slow, and the same few (q, m) pairs recur
