@@ -13,11 +13,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled text. `id` is stable across runs and machines."""
+    """One labelled text. `id` is stable across runs and machines.
+
+    `evidence`: the character spans [start, end) of the text where the answer is known to lie (a planted
+    trigger, effbench.tasks.planting); `()` when the task knows there is none in this text, None when the
+    task marks no evidence at all.
+    """
 
     id: str
     text: str
     label: int
+    evidence: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
