@@ -20,6 +20,7 @@ BUILTIN_EXPLAINERS = {
     "grad_x_input": "effbench.explainers.gradients:GradientXInput",
     "integrated_gradients": "effbench.explainers.gradients:IntegratedGradients",
     "leave_one_out": "effbench.explainers.occlusion:LeaveOneOut",
+    "oracle": "effbench.explainers.oracle:Oracle",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():
