@@ -22,6 +22,9 @@ for _name, _target in {
     "sparsity": "effbench.metrics.sparsity:Sparsity",
     "min_sufficient": "effbench.metrics.minimal:MinSufficient",
     "min_necessary": "effbench.metrics.minimal:MinNecessary",
+    "localisation_auprc": "effbench.metrics.localisation:LocalisationAUPRC",
+    "pointing_game": "effbench.metrics.localisation:PointingGame",
+    "relevance_mass": "effbench.metrics.localisation:RelevanceMass",
 }.items():
     metrics.register(_name, _target, builtin=True)
 
