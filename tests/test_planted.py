@@ -261,3 +261,16 @@ def test_random_sits_at_chance(planted_env):
     assert 4 * spread_hits < 0.6 * expected_hits and 4 * spread_ap < 0.6 * (expected_ap - expected_hits)
     assert abs(np.mean(values["localisation_auprc"]) - expected_ap) <= 4 * spread_ap
     assert abs(np.mean(values["pointing_game"]) - expected_hits) <= 4 * spread_hits
+
+
+def test_the_readme_option_is_the_shipped_cards():
+    from readme import readme_recipe
+
+    from effbench.paths import REPO_ROOT
+    from effbench.tasks import get_card
+    from effbench.tasks.planting import parse_plant_trigger
+
+    option = yaml.safe_load(readme_recipe("plant-trigger"))["plant_trigger"]
+    shipped = yaml.safe_load((REPO_ROOT / "tasks" / "mr-sentences-trigger.yaml").read_text())["plant_trigger"]
+    assert option == shipped
+    assert get_card("mr-sentences-trigger").plant_trigger == parse_plant_trigger(option)
