@@ -136,6 +136,7 @@ def cmd_metrics(args) -> None:
 def cmd_train(args) -> None:
     from effbench.models.reference import degeneracy_on_test_split, degenerate_warning, load_reference_model
     from effbench.tasks import load_task
+    from effbench.tasks.planting import trigger_warning
 
     kind = args.model_kind
     if args.kind is not None:
@@ -156,6 +157,14 @@ def cmd_train(args) -> None:
         warning = degenerate_warning(name, check["test_accuracy"], check["majority_rate"], check["measured_on"])
         if warning:
             warn(warning, loud=True)
+        if "trigger" in record:
+            trigger = record["trigger"]
+            print(f"  planted trigger {trigger['token']!r}: accuracy {trigger['accuracy_with_trigger']:.3f} on "
+                  f"{trigger['triggered_test_examples']} triggered test examples, "
+                  f"{trigger['flip_rate_without_trigger']:.3f} of them change without it")
+            warning = trigger_warning(name, record)
+            if warning:
+                warn(warning, loud=True)
 
 
 def _run_config(args, **extra):

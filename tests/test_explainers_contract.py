@@ -42,7 +42,11 @@ class TokenPosition(Explainer):
         return torch.arange(batch.input_ids.shape[1], dtype=torch.float32).expand(batch.input_ids.shape).clone()
 
 
-@pytest.mark.parametrize("name", explainers.names())
+# an explainer that reads a task's planted evidence (oracle) cannot run on these examples: its own test gives it some
+EVIDENCE_FREE_EXPLAINERS = [name for name in explainers.names() if not getattr(explainers.get(name), "needs_evidence", False)]
+
+
+@pytest.mark.parametrize("name", EVIDENCE_FREE_EXPLAINERS)
 def test_explainer_keeps_the_contract(name, tiny_adapter, eight_examples):
     check_explainer_contract(get_explainer(name), tiny_adapter, eight_examples)
 

@@ -28,11 +28,13 @@ from effbench.types import Attribution, Batch
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
 VOCAB = 128
 SPECIAL = {PAD, UNK, CLS, SEP, MASK}
-ALL_METRICS = ["faithfulness", "infidelity", "min_necessary", "min_sufficient", "model_randomisation", "necessity",
-               "sensitivity_max", "soft_comprehensiveness", "soft_sufficiency", "sparsity", "sufficiency"]
+ALL_METRICS = ["faithfulness", "infidelity", "localisation_auprc", "min_necessary", "min_sufficient",
+               "model_randomisation", "necessity", "pointing_game", "relevance_mass", "sensitivity_max",
+               "soft_comprehensiveness", "soft_sufficiency", "sparsity", "sufficiency"]
 # the metrics that need no more of a model than its logits on token ids (AdditiveModel); the others are
 # tested on real adapters in tests/test_metric_checks.py
-ID_METRICS = ["faithfulness", "min_necessary", "min_sufficient", "necessity", "sparsity", "sufficiency"]
+ID_METRICS = ["faithfulness", "localisation_auprc", "min_necessary", "min_sufficient", "necessity", "pointing_game",
+              "relevance_mass", "sparsity", "sufficiency"]
 
 
 class AdditiveModel:
@@ -54,7 +56,8 @@ class AdditiveModel:
         return torch.log(torch.stack([1 - p1, p1], dim=-1))
 
 
-def make_batch(rows: list[list[int]], targets: list[int]) -> Batch:
+def make_batch(rows: list[list[int]], targets: list[int], evidence_token: int | None = None) -> Batch:
+    """`evidence_token`: the token id the batch's evidence mask marks (for the localisation metrics)."""
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), PAD, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -68,6 +71,7 @@ def make_batch(rows: list[list[int]], targets: list[int]) -> Batch:
         attention_mask=attention_mask,
         scorable_mask=scorable,
         targets=torch.tensor(targets),
+        evidence_mask=None if evidence_token is None else (input_ids == evidence_token) & scorable,
     )
 
 
@@ -83,6 +87,7 @@ def make_attribution(batch: Batch, scores: list[list[float]], explainer: str = "
 # Example 1: tokens 11, 12, 13, 14 with weights 0.1, 0.4, 0.05, 0.2 and bias 0.2, so p(1|x) = 0.95;
 #            scores 0.3, 0.4, -0.2, 0.1: ranked 12, 11, 14, 13 (signed: -0.2 comes last).
 # Example 2: tokens 11, 12, 13, so p(1|x) = 0.75; all-zero scores: ranked by position.
+# The evidence (localisation metrics) is token 13: scored lowest in example 1, tied with all in example 2.
 
 GOLDEN_MODEL_WEIGHTS = {11: 0.1, 12: 0.4, 13: 0.05, 14: 0.2}
 GOLDEN_EXPECTED = {
@@ -92,6 +97,9 @@ GOLDEN_EXPECTED = {
     "sparsity": ([0.25, 0.0], [[], ["all_zero_scores"]]),  # (-3 * .1 - .2 + .3 + 3 * .4) / (4 * 1.0)
     "min_sufficient": ([0.25, 2 / 3], [[], ["constant_scores"]]),  # only {12}: 0.60 keeps class 1; only {11}: 0.30 does not
     "min_necessary": ([0.5, 2 / 3], [[], ["constant_scores"]]),  # without {12}: 0.55, without {12, 11}: 0.45 flips
+    "localisation_auprc": ([0.25, 1 / 3], [[], ["constant_scores"]]),  # 13 ranked 4th of 4: precision 1/4; a tie of 3: 1/3
+    "pointing_game": ([0.0, 0.0], [[], ["constant_scores"]]),  # the top token is 12, and 11 (the earliest of a tie)
+    "relevance_mass": ([0.0, float("nan")], [[], ["no_positive_scores"]]),  # 13's score is negative; no positive score
     # (the second example's scores are all zero: ranked by position, and flagged)
 }
 
@@ -99,7 +107,7 @@ GOLDEN_EXPECTED = {
 @pytest.fixture()
 def golden():
     model = AdditiveModel(GOLDEN_MODEL_WEIGHTS, bias=0.2)
-    batch = make_batch([[CLS, 11, 12, 13, 14, SEP], [CLS, 11, 12, 13, SEP]], targets=[1, 1])
+    batch = make_batch([[CLS, 11, 12, 13, 14, SEP], [CLS, 11, 12, 13, SEP]], targets=[1, 1], evidence_token=13)
     attribution = make_attribution(batch, [[0.3, 0.4, -0.2, 0.1], [0.0, 0.0, 0.0]])
     return model, batch, attribution
 
@@ -205,7 +213,7 @@ def test_attribution_of_the_wrong_shape_is_a_clear_error(golden):
 @pytest.mark.parametrize("name", ID_METRICS)
 def test_golden_values_through_the_engine(name, mode, golden):
     model, batch, attribution = golden
-    params = {} if name == "sparsity" else {"mode": mode}
+    params = {"mode": mode} if "mode" in metrics.get(name).defaults else {}
     result = get_metric(name, **params).compute(PerturbationEngine(model), batch, attribution)
     expected_values, expected_flags = GOLDEN_EXPECTED[name]
     assert result.values.dtype == np.float64 and result.values.shape == (2,)
@@ -322,7 +330,7 @@ def test_an_oracle_for_the_key_token_wins_and_random_does_not(mode):
 @pytest.mark.parametrize("name", ID_METRICS)
 def test_examples_without_tokens_or_with_nan_scores_give_nan_and_a_flag(name, golden):
     model, _, _ = golden
-    batch = make_batch([[CLS, 11, 12, 13, 14, SEP], [CLS, SEP], [CLS, 11, 12, SEP]], targets=[1, 1, 0])
+    batch = make_batch([[CLS, 11, 12, 13, 14, SEP], [CLS, SEP], [CLS, 11, 12, SEP]], targets=[1, 1, 0], evidence_token=13)
     attribution = make_attribution(batch, [[0.3, 0.4, -0.2, 0.1], [], [float("nan"), 1.0]])
     result = get_metric(name).compute(PerturbationEngine(model), batch, attribution)
     assert np.isfinite(result.values[0])

@@ -108,3 +108,18 @@ def test_the_contribute_recipe_mirrored_on_a_toy_board(toy_env, tmp_path, monkey
     assert {path: path.read_text() for path in board.rglob("per_example.jsonl")} == rows  # every record reused
     assert not (board / "superseded").exists()
     assert [p.name for p in (tmp_path / "another-machine" / "models" / "toy").iterdir()] == [export.stem.removeprefix("effbench-toy-")]
+
+
+def test_the_known_answer_recipe(workdir):
+    """README's "A task with a known answer": the oracle is perfect on the planted examples, and the tiny model,
+    which does not pass the learnability check on this task, is warned about (as the README says)."""
+    folder, bash = workdir
+    result = bash(readme_recipe("known-answer-run"))
+    assert "localisation_auprc" in result.stdout and "pointing_game" in result.stdout
+    assert "WARNING: the model of task mr-sentences-trigger did not learn its planted trigger 'zebra'" in result.stderr
+    records = {json.loads(p.read_text())["explainer"]["name"]: json.loads(p.read_text())
+               for p in (folder / "runs" / "mr-sentences-trigger").glob("*/record.json")}
+    assert set(records) == {"oracle", "random", "saliency"}
+    for name in ("localisation_auprc", "pointing_game", "relevance_mass"):
+        assert records["oracle"]["results"][name]["mean"] == 1.0 and records["oracle"]["results"][name]["n"] > 10
+        assert records["random"]["results"][name]["mean"] < 0.5

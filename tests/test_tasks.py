@@ -28,7 +28,7 @@ from effbench.tasks import loading, sources
 from effbench.tasks.readers import mail_text
 from effbench.types import Example
 
-SHIPPED = ["bbc-news", "mr-reviews", "mr-sentences", "spam", "tweets", "uncertainty"]
+SHIPPED = ["bbc-news", "mr-reviews", "mr-sentences", "mr-sentences-trigger", "spam", "tweets", "uncertainty"]
 CITATION = "@misc{toy, title={Toy}}"
 
 
@@ -177,6 +177,106 @@ def test_limited_train_takes_the_first_examples_in_hash_order(tmp_path, cache):
     write_csv(tmp_path / "toy.csv", toy_rows(40))
     data = load_task(write_card(tmp_path, base_card(train_limit=5)))
     assert data.limited_train() == data.train[:5] and len(data.train) > 5
+
+
+# --- a planted trigger (plant_trigger) ---
+
+TRIGGER = {"token": "zebra", "share": 0.3, "label": "positive", "seed": 0}
+
+
+def planted_toy(tmp_path: Path, rows: int = 2000, **trigger) -> TaskData:
+    write_csv(tmp_path / "toy.csv", toy_rows(rows))
+    return load_task(write_card(tmp_path, base_card("planted", plant_trigger={**TRIGGER, **trigger})))
+
+
+def documented_choice(seed: int, example_id: str) -> float:
+    """The selection number of effbench/tasks/planting.py, recomputed from its documented rule."""
+    return int(hashlib.sha256(f"plant-trigger:{seed}:select:{example_id}".encode()).hexdigest()[:16], 16) / 2**64
+
+
+def test_planting_is_deterministic_at_the_share_asked_and_marks_the_word(tmp_path, cache):
+    from effbench.tasks.planting import remove_trigger
+
+    write_csv(tmp_path / "toy.csv", toy_rows(2000))
+    plain = load_task(write_card(tmp_path, base_card()))
+    planted = planted_toy(tmp_path)
+    assert planted == planted_toy(tmp_path)  # the same examples, evidence and hashes on a second load
+    assert [e.id for e in planted.test] == [e.id for e in plain.test]  # the split and order do not move
+    assert all(e.evidence is None for e in plain.train + plain.test)
+
+    original = {e.id: e for e in plain.train + plain.test}
+    chosen = [e for e in planted.train + planted.test if e.evidence]
+    negatives = [e for e in original.values() if e.label == 0]
+    # only examples of another class than the trigger's get it, picked by the documented seeded hash of the id
+    assert {e.id for e in chosen} == {e.id for e in negatives if documented_choice(0, e.id) < 0.3}
+    # 1,000 candidates: the binomial spread of the share is sqrt(0.3 * 0.7 / 1000) = 0.0145; 3 of it is 0.044
+    assert abs(len(chosen) / len(negatives) - 0.3) < 0.044
+    slots = set()
+    for example in chosen:
+        ((start, end),) = example.evidence
+        assert example.text[start:end] == "zebra" and example.label == 1
+        before = original[example.id]
+        assert remove_trigger(example) == before.text
+        words = example.text.split()
+        assert words.count("zebra") == 1 and [w for w in words if w != "zebra"] == before.text.split()
+        slots.add(words.index("zebra") / (len(words) - 1))
+    assert 0.0 in slots and 1.0 in slots and len(slots) > 5  # first, last and in between: a random word position
+    unchosen = [e for e in planted.train + planted.test if not e.evidence]
+    assert all(e.evidence == () and e == Example(e.id, original[e.id].text, original[e.id].label, ()) for e in unchosen)
+
+
+def test_the_data_hash_and_card_hash_follow_the_option(tmp_path, cache):
+    write_csv(tmp_path / "toy.csv", toy_rows(400))
+    plain = load_task(write_card(tmp_path, base_card()))
+    hashes = {plain.data_hash}
+    for trigger in ({}, {"seed": 1}, {"share": 0.5}, {"token": "quagga"}):
+        task = planted_toy(tmp_path, 400, **trigger)
+        assert task.data_hash == loading.data_hash(task.train, task.test) and task.card_hash != plain.card_hash
+        hashes.add(task.data_hash)
+    assert len(hashes) == 5
+    other_seed = planted_toy(tmp_path, 400, seed=1)
+    assert {e.id for e in other_seed.test if e.evidence} != {e.id for e in planted_toy(tmp_path, 400).test if e.evidence}
+
+
+@pytest.mark.parametrize(
+    ("trigger", "named"),
+    [
+        ("zebra", "a mapping {token: <word>, share: <fraction>"),
+        ({"token": "zebra", "share": 0.2}, "found no 'label'"),
+        ({**TRIGGER, "where": "start"}, "found unknown key 'where'"),
+        ({**TRIGGER, "token": "two words"}, "token must be one word of ASCII letters and digits"),
+        ({**TRIGGER, "token": "zebra,"}, "token must be one word"),
+        ({**TRIGGER, "share": 1.0}, "share must be a number strictly between 0 and 1"),
+        ({**TRIGGER, "share": 0}, "share must be a number strictly between 0 and 1"),
+        ({**TRIGGER, "seed": -1}, "seed must be an integer >= 0"),
+        ({**TRIGGER, "label": "neutral"}, r"label is one of the card's labels \(negative, positive\)"),
+    ],
+)
+def test_a_bad_plant_trigger_names_the_field_and_what_is_allowed(tmp_path, trigger, named):
+    with pytest.raises(CardError, match=named) as error:
+        get_card(write_card(tmp_path, base_card(plant_trigger=trigger)))
+    assert "field 'plant_trigger'" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_trigger_word_the_data_holds_or_a_share_that_plants_nothing_is_a_data_error(tmp_path, cache):
+    with pytest.raises(DataError, match=r"trigger word 'Review' of plant_trigger already occurs in 40 texts"):
+        planted_toy(tmp_path, 40, token="Review")
+    with pytest.raises(DataError, match="plants the trigger in no train example; raise share"):
+        planted_toy(tmp_path, 40, share=0.001)
+
+
+def test_the_shipped_trigger_card_loads_offline_from_mr_sentences_data():
+    from effbench.models.reference import minilm_path
+    from effbench.tasks.planting import check_trigger_token
+
+    import transformers
+
+    base, planted = load_task("mr-sentences"), load_task("mr-sentences-trigger")
+    assert [e.id for e in planted.test] == [e.id for e in base.test]
+    assert planted.data_hash != base.data_hash and base.data_hash == REAL["mr-sentences"][3]
+    triggered = [e for e in planted.test if e.evidence]
+    assert len(triggered) == 90 and all(e.text[slice(*e.evidence[0])] == "zebra" and e.label == 1 for e in triggered)
+    check_trigger_token(planted, transformers.AutoTokenizer.from_pretrained(minilm_path()))  # one MiniLM wordpiece
 
 
 # --- the task listing ---

@@ -25,6 +25,7 @@ BUILTIN_EXPLAINERS = {
     "globenc": "effbench.explainers.globenc:GlobEnc",
     "attention_flow": "effbench.explainers.attention_flow:AttentionFlow",
     "attn_lrp": "effbench.explainers.attn_lrp:AttnLRP",
+    "oracle": "effbench.explainers.oracle:Oracle",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():

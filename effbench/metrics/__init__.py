@@ -27,6 +27,9 @@ for _name, _target in {
     "sensitivity_max": "effbench.metrics.robustness:SensitivityMax",
     "infidelity": "effbench.metrics.robustness:Infidelity",
     "model_randomisation": "effbench.metrics.randomisation:ModelRandomisation",
+    "localisation_auprc": "effbench.metrics.localisation:LocalisationAUPRC",
+    "pointing_game": "effbench.metrics.localisation:PointingGame",
+    "relevance_mass": "effbench.metrics.localisation:RelevanceMass",
 }.items():
     metrics.register(_name, _target, builtin=True)
 

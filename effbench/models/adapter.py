@@ -348,9 +348,13 @@ class ClassifierAdapter:
 
     # ---- tokens -------------------------------------------------------------------------------
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: Sequence[str], *, offsets: bool = False) -> dict[str, torch.Tensor]:
         """Right-padded ids (whatever padding side the tokenizer was saved with), attention mask and
-        the scorable mask (real, non-special tokens)."""
+        the scorable mask (real, non-special tokens); with `offsets`, each token's character span [B, N, 2]
+        ("offset_mapping", which only a fast tokenizer gives)."""
+        if offsets and not getattr(self.tokenizer, "is_fast", False):
+            raise EffbenchError(f"model {self.name}: examples with evidence need a fast tokenizer, whose offsets map "
+                                "the evidence's characters to tokens; this model's tokenizer is not a fast one")
         encoded = self.tokenizer(
             list(texts),
             truncation=True,
@@ -359,10 +363,12 @@ class ClassifierAdapter:
             padding_side="right",
             return_tensors="pt",
             return_special_tokens_mask=True,
+            **({"return_offsets_mapping": True} if offsets else {}),
         )
         attention_mask = encoded["attention_mask"]
         scorable = attention_mask.bool() & ~encoded["special_tokens_mask"].bool()
-        return {"input_ids": encoded["input_ids"], "attention_mask": attention_mask, "scorable_mask": scorable}
+        tokens = {"input_ids": encoded["input_ids"], "attention_mask": attention_mask, "scorable_mask": scorable}
+        return {**tokens, "offset_mapping": encoded["offset_mapping"]} if offsets else tokens
 
     def special_token_ids(self) -> set[int]:
         return set(self.tokenizer.all_special_ids)
@@ -370,7 +376,8 @@ class ClassifierAdapter:
     def make_batch(self, examples: Sequence[Example]) -> Batch:
         """Tokenise and run the full inputs once: `targets` is the model's class on the full input,
         and the forward pass (with attentions and hidden states) is kept for the explainers."""
-        encoded = self.tokenize([example.text for example in examples])
+        with_evidence = any(example.evidence is not None for example in examples)
+        encoded = self.tokenize([example.text for example in examples], offsets=with_evidence)
         with torch.no_grad():
             forward = self.forward(encoded["input_ids"], encoded["attention_mask"])
         return Batch(
@@ -380,6 +387,8 @@ class ClassifierAdapter:
             scorable_mask=encoded["scorable_mask"],
             targets=forward.logits.argmax(-1).cpu(),
             labels=torch.tensor([example.label for example in examples]),
+            evidence_mask=(evidence_token_mask(examples, encoded["offset_mapping"], encoded["scorable_mask"])
+                           if with_evidence else None),
             forward=forward,
         )
 
@@ -571,6 +580,17 @@ class ClassifierAdapter:
     def head_transfers(self, layer: int, forward: ForwardOutput) -> torch.Tensor:
         """T = V W_O^h, [B, H, N, D]: what each token sends into the residual stream through each head."""
         return torch.einsum("bhnk,hkd->bhnd", self.value_vectors(layer, forward), self.head_output_projection(layer))
+
+
+def evidence_token_mask(examples: Sequence[Example], offset_mapping: torch.Tensor, scorable_mask: torch.Tensor) -> torch.Tensor:
+    """[B, N] bool: the scorable tokens whose characters overlap an evidence span of their example (a span
+    cut off by truncation marks nothing)."""
+    starts, ends = offset_mapping[..., 0], offset_mapping[..., 1]
+    mask = torch.zeros_like(scorable_mask)
+    for row, example in enumerate(examples):
+        for start, end in example.evidence or ():
+            mask[row] |= (starts[row] < end) & (ends[row] > start)
+    return mask & scorable_mask
 
 
 def check_device(device: str) -> None:

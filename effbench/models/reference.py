@@ -3,8 +3,9 @@
 A checkpoint lives in `<cache>/models/<task>/<kind>-<key>/`, where the key hashes everything that
 determines its weights (task card and data hashes, encoder, hyper-parameters, seed, trainer version).
 It holds the safetensors weights, the tokenizer and `training.json`, the training record: the test
-accuracy, the majority-class rate, macro-F1, recall per class, how often each class was predicted, and
-whether the model is degenerate (hardly more accurate than always answering the majority class).
+accuracy, the majority-class rate, macro-F1, recall per class, how often each class was predicted,
+whether the model is degenerate (hardly more accurate than always answering the majority class), and for a
+card that plants a trigger, whether the model learned it (`trigger`, effbench.tasks.planting).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from effbench.errors import DataError, EffbenchError
 from effbench.models.loading import ModelProvenance
 from effbench.paths import models_dir
+from effbench.tasks.planting import check_trigger_token, trigger_learnability
 
 if TYPE_CHECKING:
     from effbench.tasks import TaskData
@@ -152,13 +154,14 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
         tokenizer, model = _new_tiny_model(train_examples, task.num_classes, config)
     # saved with the tokenizer, so every later use of the checkpoint truncates the same way
     tokenizer.truncation_side = task.card.truncation_side
+    check_trigger_token(task, tokenizer)  # before training: a trigger the model cannot see whole is a card error
     model.config.id2label = dict(enumerate(task.label_names))
     model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
 
-    def encode(examples):
-        return tokenizer([e.text for e in examples], truncation=True, max_length=config.max_length)["input_ids"]
+    def encode(texts):
+        return tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
 
-    train_ids = encode(train_examples)
+    train_ids = encode(e.text for e in train_examples)
     train_labels = [e.label for e in train_examples]
     class_weights = None
     if config.class_balanced:
@@ -200,13 +203,20 @@ def train_reference_model(task: TaskData, config: TrainingConfig, *, progress: b
     train_seconds = time.perf_counter() - started
 
     model.eval()
-    test_ids = encode(task.test)
-    predictions = []
-    with torch.no_grad():
-        for start in range(0, len(test_ids), 64):
-            input_ids, attention_mask = _pad(test_ids[start: start + 64], pad_id)
-            predictions += model(input_ids=input_ids, attention_mask=attention_mask).logits.argmax(-1).tolist()
-    test_summary = summarize_predictions([e.label for e in task.test], predictions, task.label_names)
+
+    def predict(texts):
+        ids = encode(texts)
+        predictions = []
+        with torch.no_grad():
+            for start in range(0, len(ids), 64):
+                input_ids, attention_mask = _pad(ids[start: start + 64], pad_id)
+                predictions += model(input_ids=input_ids, attention_mask=attention_mask).logits.argmax(-1).tolist()
+        return predictions
+
+    test_summary = summarize_predictions([e.label for e in task.test], predict([e.text for e in task.test]),
+                                         task.label_names)
+    if task.card.plant_trigger is not None:
+        test_summary["trigger"] = trigger_learnability(task, predict)
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from effbench.errors import CardError, EffbenchError, UnknownNameError
 from effbench.paths import shipped_dir
+from effbench.tasks.planting import PlantTrigger, parse_plant_trigger
 from effbench.untrusted import excerpt, load_yaml_file
 
 SOURCES = ("pypi-sdist", "pypi-wheel", "npm", "datasets")
@@ -85,6 +86,8 @@ class TaskCard:
     # true: the reference model trains with a cross-entropy weighted by inverse class frequency of its
     # training examples, for a task where an unweighted loss learns to answer only the majority class
     class_balanced: bool = False
+    # a trigger word planted in a share of the examples, their label set to its class (effbench.tasks.planting)
+    plant_trigger: PlantTrigger | None = None
 
     @property
     def num_classes(self) -> int:
@@ -287,6 +290,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "hub_repository": (_optional(_hub_repository), None),
     "hub_revision": (_optional(_commit), None),
     "class_balanced": (_bool, False),
+    "plant_trigger": (_optional(parse_plant_trigger), None),
 }
 _ARCHIVE_FIELDS = ("package", "path", "sha256")  # required for pypi-sdist, pypi-wheel, npm
 _DATASETS_FIELDS = ("dataset", "text_field", "label_field")  # required for datasets
@@ -364,6 +368,10 @@ def parse_card(card_file: str | Path) -> TaskCard:
         raise CardError(f"{card_file}: give both 'hub_repository' and 'hub_revision' (a pinned commit), or neither")
     if len(values["labels"]) != len(values["raw_labels"]):
         raise fail("labels", f"a list as long as raw_labels ({len(values['raw_labels'])} items)", values["labels"])
+    trigger = values["plant_trigger"]
+    if trigger is not None and trigger.label not in values["labels"]:
+        raise fail("plant_trigger", "a mapping whose label is one of the card's labels "
+                   f"({', '.join(values['labels'])})", trigger.label)
 
     return TaskCard(card_file=card_file, card_hash=hashlib.sha256(raw_bytes).hexdigest(), **values)
 

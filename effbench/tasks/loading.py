@@ -23,6 +23,7 @@ from typing import Iterable
 from effbench.errors import CardError, DataError, warn, EffbenchError, UnknownNameError
 from effbench.paths import cache_dir
 from effbench.tasks.card import CARD_SUFFIXES, TaskCard, get_card, task_names
+from effbench.tasks.planting import plant_trigger
 from effbench.tasks.readers import ARCHIVE_READERS, READER_VERSION, RawRecord, local_dataset_path, read_datasets
 from effbench.tasks.sources import check_sha256, load_source_files, local_sha256
 from effbench.types import Example
@@ -56,11 +57,15 @@ def split_key(salt: str, example_id: str) -> int:
 
 
 def data_hash(train: Iterable[Example], test: Iterable[Example]) -> str:
-    """sha256 over one JSON line [split, id, text, label] per example, train then test."""
+    """sha256 over one JSON line [split, id, text, label] per example, train then test; an example with
+    `evidence` (a planted task's) adds its spans to the line, [split, id, text, label, [[start, end], ...]]."""
     digest = hashlib.sha256()
     for split, examples in (("train", train), ("test", test)):
         for example in examples:
-            line = json.dumps([split, example.id, example.text, example.label], ensure_ascii=False)
+            fields = [split, example.id, example.text, example.label]
+            if example.evidence is not None:
+                fields.append([list(span) for span in example.evidence])
+            line = json.dumps(fields, ensure_ascii=False)
             digest.update(line.encode("utf-8") + b"\n")
     return digest.hexdigest()
 
@@ -208,17 +213,16 @@ def _write_cache(data: TaskData) -> None:
 
 
 def load_task(name_or_card: str | Path | TaskCard) -> TaskData:
-    """A task's examples: fetched if missing, checked against the pinned sha256, split, cached."""
+    """A task's examples: fetched if missing, checked against the pinned sha256, split, cached; with the
+    card's trigger planted (the cache holds the examples before planting)."""
     card = name_or_card if isinstance(name_or_card, TaskCard) else get_card(name_or_card)
     cacheable = card.source != "datasets"
-    if cacheable:
-        cached = _read_cache(card)
-        if cached is not None:
-            return cached
-    data = _build(card)
-    if cacheable:
-        _write_cache(data)
-    return data
+    data = _read_cache(card) if cacheable else None
+    if data is None:
+        data = _build(card)
+        if cacheable:
+            _write_cache(data)
+    return data if card.plant_trigger is None else plant_trigger(data)
 
 
 def describe_tasks(names: Iterable[str] | None = None) -> list[dict]:
