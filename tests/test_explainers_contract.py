@@ -138,6 +138,14 @@ def test_an_unknown_name_suggests_the_closest(tiny_adapter):
     ("integrated_gradients", {"method": "simpson"}, "method"),
     ("leave_one_out", {"perturbation": "blank"}, "perturbation"),
     ("attention_norm", {"heads": "mean"}, "heads"),
+    ("lime", {"samples": 1}, "samples=1 is not allowed; use an integer of at least 2"),
+    ("lime", {"kernel_width": 0}, "kernel_width"),
+    ("lime", {"alpha": -1.0}, "alpha"),
+    ("lime", {"perturbation": "blank"}, "perturbation"),
+    ("kernel_shap", {"samples": 0}, "samples"),
+    ("kernel_shap", {"samples": 100.0}, "samples"),
+    ("kernel_shap", {"seed": -1}, "seed"),
+    ("deeplift", {"baseline": "unk"}, "baseline"),
 ])
 def test_a_bad_parameter_is_a_clear_error(name, params, message):
     with pytest.raises(EffbenchError, match=message):

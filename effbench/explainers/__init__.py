@@ -20,6 +20,9 @@ BUILTIN_EXPLAINERS = {
     "grad_x_input": "effbench.explainers.gradients:GradientXInput",
     "integrated_gradients": "effbench.explainers.gradients:IntegratedGradients",
     "leave_one_out": "effbench.explainers.occlusion:LeaveOneOut",
+    "lime": "effbench.explainers.lime:Lime",
+    "kernel_shap": "effbench.explainers.kernel_shap:KernelShap",
+    "deeplift": "effbench.explainers.deeplift:DeepLift",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():
