@@ -89,6 +89,11 @@ def test_version_lists_and_formats(capsys):
     rows = {row["name"]: row for row in json.loads(out)}
     assert code == 0 and rows["efficient_attention"]["citation"] == "naim2024explaining"
     assert "canonical='sparse'" in rows["efficient_attention"]["parameters"]
+    assert [rows[name]["citation"] for name in ("lime", "kernel_shap", "deeplift")] == \
+        ["ribeiro2016why", "lundberg2017unified", "shrikumar2017learning"]
+    assert rows["lime"]["parameters"] == "samples=500, kernel_width=0.25, alpha=1.0, perturbation='remove', seed=0"
+    assert rows["kernel_shap"]["parameters"] == "samples=500, perturbation='remove', seed=0"
+    assert rows["deeplift"]["parameters"] == "baseline='pad'"
     code, out, _ = run_cli(capsys, "metrics", "--format", "csv")
     header, *lines = out.strip().splitlines()
     assert header.split(",")[:2] == ["name", "version"] and any(line.startswith("necessity,") for line in lines)

@@ -146,6 +146,14 @@ def test_an_unknown_name_suggests_the_closest(tiny_adapter):
     ("value_zeroing", {"tokens_per_pass": 0}, "tokens_per_pass"),
     ("attention_flow", {"max_tokens": 0}, "max_tokens"),
     ("alti", {"layer": -1}, "has no parameter layer"),
+    ("lime", {"samples": 1}, "samples=1 is not allowed; use an integer of at least 2"),
+    ("lime", {"kernel_width": 0}, "kernel_width"),
+    ("lime", {"alpha": -1.0}, "alpha"),
+    ("lime", {"perturbation": "blank"}, "perturbation"),
+    ("kernel_shap", {"samples": 0}, "samples"),
+    ("kernel_shap", {"samples": 100.0}, "samples"),
+    ("kernel_shap", {"seed": -1}, "seed"),
+    ("deeplift", {"baseline": "unk"}, "baseline"),
 ])
 def test_a_bad_parameter_is_a_clear_error(name, params, message):
     with pytest.raises(EffbenchError, match=message):

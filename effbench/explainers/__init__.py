@@ -26,6 +26,9 @@ BUILTIN_EXPLAINERS = {
     "attention_flow": "effbench.explainers.attention_flow:AttentionFlow",
     "attn_lrp": "effbench.explainers.attn_lrp:AttnLRP",
     "oracle": "effbench.explainers.oracle:Oracle",
+    "lime": "effbench.explainers.lime:Lime",
+    "kernel_shap": "effbench.explainers.kernel_shap:KernelShap",
+    "deeplift": "effbench.explainers.deeplift:DeepLift",
 }
 
 for _name, _target in BUILTIN_EXPLAINERS.items():
