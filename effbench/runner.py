@@ -144,56 +144,79 @@ def evaluate(
     reference model, or `model` (a classifier folder or hub id; or an adapter from `load_model`),
     which overrides `config.model`.
     """
-    from effbench.models.loading import load_model
-    from effbench.models.reference import degeneracy_on_test_split
-    from effbench.tasks import load_task
-
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
     metric_objects = [metric_for_run(name, params, config.perturbation) for name, params in metric_specs.items()]
-    metric_names = [metric.name for metric in metric_objects]
     records = []
     for task_name in tasks:
-        task = load_task(task_name)
-        if model is None or isinstance(model, str):
-            task_model = load_model(task, model or config.model, model_kind=config.model_kind, device=config.device,
-                                    dtype=config.dtype, progress=progress)
-        else:
-            task_model = model
-        if task_model.provenance is None:
-            raise EffbenchError("the model has no provenance (which weights it holds): load it with "
-                                "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
-        examples = list(task.test[: config.limit] if config.limit else task.test)
-        training = task_model.provenance.training
-        degenerate = None
-        if training is not None:
-            degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
-            _warn_if_degenerate(task.card.name, degenerate)
-        runs = []
-        for explainer in explainer_objects:
-            identity = run_identity(
-                {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
-                 "data_hash": task.data_hash},
-                task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
-                perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
-            )
-            folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
-            runs.append({"explainer": explainer, "identity": identity, "folder": folder,
-                         "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
+        prepared = prepare_task(task_name, explainer_objects, metric_objects, config, model=model, progress=progress)
         with contextlib.ExitStack() as locks:
-            for run in runs:  # locked before its rows are read: another run may be appending to them
-                locks.enter_context(_run_lock(run["folder"]))
-                run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
-            records += _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress)
+            open_stores(prepared.runs, locks)
+            records += _run_task(prepared.task, prepared.model, prepared.degenerate, prepared.examples, prepared.runs,
+                                 metric_objects, config, progress)
     return records
+
+
+@dataclass
+class PreparedTask:
+    """One task's model, evaluated examples and runs (one per explainer: identity, record folder, timings)."""
+
+    task: Any
+    model: Any
+    degenerate: dict | None  # from the model's training record; None until measured on the evaluated examples
+    examples: list
+    runs: list[dict]
+
+
+def prepare_task(task_name, explainer_objects, metric_objects, config: RunConfig, *, model=None,
+                 progress: bool = True) -> PreparedTask:
+    """Load a task and its model (the reference model, trained first if not cached, or `model`), and name each
+    explainer's run: its identity and record folder. What any engine does before it computes rows."""
+    from effbench.models.loading import load_model
+    from effbench.models.reference import degeneracy_on_test_split
+    from effbench.tasks import load_task
+
+    metric_names = [metric.name for metric in metric_objects]
+    task = load_task(task_name)
+    if model is None or isinstance(model, str):
+        task_model = load_model(task, model or config.model, model_kind=config.model_kind, device=config.device,
+                                dtype=config.dtype, progress=progress)
+    else:
+        task_model = model
+    if task_model.provenance is None:
+        raise EffbenchError("the model has no provenance (which weights it holds): load it with "
+                            "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
+    examples = list(task.test[: config.limit] if config.limit else task.test)
+    training = task_model.provenance.training
+    degenerate = None
+    if training is not None:
+        degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
+        _warn_if_degenerate(task.card.name, degenerate)
+    runs = []
+    for explainer in explainer_objects:
+        identity = run_identity(
+            {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
+             "data_hash": task.data_hash},
+            task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
+            perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
+        )
+        folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
+        runs.append({"explainer": explainer, "identity": identity, "folder": folder,
+                     "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}}})
+    return PreparedTask(task, task_model, degenerate, examples, runs)
+
+
+def open_stores(runs: list[dict], locks: contextlib.ExitStack) -> None:
+    """Lock each run's folder (held until `locks` closes), then read the rows it has into run["store"]."""
+    for run in runs:  # locked before its rows are read: another run may be appending to them
+        locks.enter_context(_run_lock(run["folder"]))
+        run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
 
 
 def _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress) -> list[dict]:
     """Compute what the runs of one task are missing, batch by batch, and write their records."""
     from tqdm.auto import tqdm
-
-    from effbench.metrics.perturbation import PerturbationEngine
 
     metric_names = [metric.name for metric in metric_objects]
     batches = [examples[start: start + config.batch_size] for start in range(0, len(examples), config.batch_size)]
@@ -207,23 +230,35 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
             continue
         batch = task_model.make_batch(batch_examples)
         for run in pending:
-            engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
             bar.set_postfix_str(f"batch {batch_number}/{len(batches)}, {run['explainer'].name}")
-            started = time.perf_counter()
-            attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
-            run["seconds"]["explainer"] += time.perf_counter() - started
-            per_metric = {}
-            for metric in metric_objects:
-                started = time.perf_counter()
-                per_metric[metric.name] = metric.compute(engine, batch, attribution)
-                run["seconds"][metric.name] += time.perf_counter() - started
-            run["store"].append(_rows(task_model, batch, attribution, per_metric))
+            run["store"].append(score_batch(task_model, run["explainer"], batch, metric_objects, config,
+                                            f"batch {batch_number} of task {task.card.name}", run["seconds"]))
             bar.update(1)
         # the perturbed inputs of this batch's examples are not asked for again: memory stays flat
         task_model.perturbation_cache.clear()
         _release_freed_memory()
     bar.close()
+    return write_records(task, task_model, degenerate, examples, runs, metric_objects, config)
 
+
+def score_batch(model, explainer, batch, metric_objects, config: RunConfig, where: str, seconds: dict) -> list[dict]:
+    """One explainer's per-example rows on one batch, with every metric; the time each took is added to `seconds`."""
+    from effbench.metrics.perturbation import PerturbationEngine
+
+    engine = PerturbationEngine(model, mode=config.perturbation, sets_family=f"sets of {explainer.name}")
+    started = time.perf_counter()
+    attribution = _explain(explainer, model, batch, where)
+    seconds["explainer"] += time.perf_counter() - started
+    per_metric = {}
+    for metric in metric_objects:
+        started = time.perf_counter()
+        per_metric[metric.name] = metric.compute(engine, batch, attribution)
+        seconds[metric.name] += time.perf_counter() - started
+    return _rows(model, batch, attribution, per_metric)
+
+
+def write_records(task, task_model, degenerate, examples, runs, metric_objects, config: RunConfig) -> list[dict]:
+    """Write each run's record.json from the rows in its store (every evaluated example has its rows); return them."""
     if degenerate is None and runs:
         # no training record: measured on the evaluated examples, from the model's predictions in the rows
         degenerate = _degeneracy_on_evaluated(runs[0], examples)
