@@ -229,11 +229,15 @@ def cmd_models(args) -> None:
 
 def cmd_leaderboard(args) -> None:
     from effbench.leaderboard import board_workspace, build_board, format_summary, run_board
+    from effbench.leaderboard.running import check_engine
 
+    if args.action == "run":  # before the board folder is made
+        check_engine(args.engine, args.address, args.workers)
     board_dir = board_workspace(args.board, output=args.output, progress=not args.quiet)
     if args.action == "run":
         run_board(board_dir, tasks=args.task, device=args.device, dtype=args.dtype, model=args.model,
-                  forward_cache_gib=args.forward_cache_gib, progress=not args.quiet)
+                  forward_cache_gib=args.forward_cache_gib, progress=not args.quiet, engine=args.engine,
+                  address=args.address, workers=args.workers)
     print(format_summary(build_board(board_dir)))
 
 
@@ -357,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     board_run.add_argument("--task", nargs="+", action="extend", help="run only these tasks of the board")
     board_run.add_argument("--model", metavar="PATH_OR_HUB_ID",
                            help="your own classifier for the tasks run, instead of the board's model")
+    board_run.add_argument("--engine", default="local", metavar="ENGINE",
+                           help="local: the tasks one after the other in this process; ray: the board's (task, "
+                                "explainer, shard) cells on Ray workers (pip install 'effbench[ray]'), into the same "
+                                "records")
+    board_run.add_argument("--address", metavar="HOST:PORT",
+                           help="with --engine ray: the Ray cluster to run on (default: start a local Ray)")
+    board_run.add_argument("--workers", type=_positive_int, metavar="N",
+                           help="with --engine ray: the number of workers (default: one per CPU of this machine, "
+                                "or of the cluster at --address); on a local Ray each runs an equal share of the CPUs "
+                                "as torch threads")
     board_actions.add_parser("build", parents=[where], formatter_class=_Formatter,
                              help="check the board's records are comparable, rank, and write the report",
                              description="check the board's records are comparable, rank, and write the report "

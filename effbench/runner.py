@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,39 +129,10 @@ class _ExampleStore:
         return [self.target_and_label[example_id] for example_id in example_ids]
 
     def put_in_order(self, example_ids: Sequence[str]) -> None:
-        """Rewrite the file with one row per example, `example_ids` first in their order (then any others in
-        file order): batches run by length, but the record lists its examples in the task's order.
-
-        Streams the file (memory grows by an offset per line, not by the rows) and swaps it in atomically."""
-        import os
-
-        if not self.path.exists():
-            return
-        offsets: dict[str, list[int]] = {}
-        with open(self.path, "rb") as handle:
-            while True:
-                offset = handle.tell()
-                line = handle.readline()
-                if not line:
-                    break
-                if line.strip():
-                    offsets.setdefault(json.loads(line)["example_id"], []).append(offset)
-        chosen = set(example_ids)
-        order = [example_id for example_id in example_ids if example_id in offsets]
-        order += [example_id for example_id in offsets if example_id not in chosen]
-        temporary = self.path.with_name(self.path.name + ".reordering")
-        with open(self.path, "rb") as source, open(temporary, "w") as target:
-            for example_id in order:
-                row = None
-                for offset in offsets[example_id]:
-                    source.seek(offset)
-                    line_row = json.loads(source.readline())
-                    if row is None:
-                        row = line_row
-                    else:
-                        row["metrics"].update(line_row["metrics"])
-                target.write(json.dumps(row) + "\n")
-        os.replace(temporary, self.path)
+        """Batches run by length, and a Ray engine's cells finish in any order: the record lists its examples
+        in the task's order (see put_rows_in_order)."""
+        if self.path.exists():
+            put_rows_in_order(self.path, example_ids)
 
     def append(self, rows: list[dict]) -> None:
         """Append the rows that add something: a batch recomputed for one missing example repeats the others."""
@@ -188,59 +160,81 @@ def evaluate(
     reference model, or `model` (a classifier folder or hub id; or an adapter from `load_model`),
     which overrides `config.model`.
     """
-    from effbench.models.loading import load_model
-    from effbench.models.reference import degeneracy_on_test_split
-    from effbench.tasks import load_task
-    from effbench.tasks.planting import check_trigger_token, trigger_warning
-
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
     metric_objects = [metric_for_run(name, params, config.perturbation, config.seed)
                       for name, params in metric_specs.items()]
-    metric_names = [metric.name for metric in metric_objects]
     records = []
     for task_name in tasks:
-        task = load_task(task_name)
-        if model is None or isinstance(model, str):
-            task_model = load_model(task, model or config.model, model_kind=config.model_kind, device=config.device,
-                                    dtype=config.dtype, progress=progress)
-        else:
-            task_model = model
-        if task_model.provenance is None:
-            raise EffbenchError("the model has no provenance (which weights it holds): load it with "
-                                "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
-        _check_model_runs_as_configured(task_model, config)
-        check_trigger_token(task, task_model.tokenizer)
-        examples = list(task.test[: config.limit] if config.limit else task.test)
-        training = task_model.provenance.training
-        degenerate = None
-        if training is not None:
-            degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
-            _warn_if_degenerate(task.card.name, degenerate)
-            not_learned = trigger_warning(task.card.name, training)
-            if not_learned:
-                warn(not_learned, loud=True)
-        runs = []
-        for explainer in explainer_objects:
-            identity = run_identity(
-                {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
-                 "data_hash": task.data_hash},
-                task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
-                perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
-            )
-            folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
-            runs.append({"explainer": explainer, "identity": identity, "folder": folder,
-                         "seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}},
-                         "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}},
-                         "computed_examples": 0})
+        prepared = prepare_task(task_name, explainer_objects, metric_objects, config, model=model, progress=progress)
         with contextlib.ExitStack() as locks:
-            for run in runs:  # locked before its rows are read: another run may be appending to them
-                locks.enter_context(_run_lock(run["folder"]))
-                run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
-            locks.enter_context(_forward_cache(task_model, config))
-            records += _run_task(task, task_model, degenerate, examples, runs, metric_objects, config, progress)
+            open_stores(prepared.runs, locks)
+            locks.enter_context(_forward_cache(prepared.model, config))
+            records += _run_task(prepared.task, prepared.model, prepared.degenerate, prepared.examples, prepared.runs,
+                                 metric_objects, config, progress)
     return records
+
+
+@dataclass
+class PreparedTask:
+    """One task's model, evaluated examples and runs (one per explainer: identity, record folder, cost so far)."""
+
+    task: Any
+    model: Any
+    degenerate: dict | None  # from the model's training record; None until measured on the evaluated examples
+    examples: list
+    runs: list[dict]
+
+
+def prepare_task(task_name, explainer_objects, metric_objects, config: RunConfig, *, model=None,
+                 progress: bool = True) -> PreparedTask:
+    """Load a task and its model (the reference model, trained first if not cached, or `model`), check them, and
+    name each explainer's run: its identity and record folder. What any engine does before it computes rows."""
+    from effbench.models.loading import load_model
+    from effbench.models.reference import degeneracy_on_test_split
+    from effbench.tasks import load_task
+    from effbench.tasks.planting import check_trigger_token, trigger_warning
+
+    metric_names = [metric.name for metric in metric_objects]
+    task = load_task(task_name)
+    if model is None or isinstance(model, str):
+        task_model = load_model(task, model or config.model, model_kind=config.model_kind, device=config.device,
+                                dtype=config.dtype, progress=progress)
+    else:
+        task_model = model
+    if task_model.provenance is None:
+        raise EffbenchError("the model has no provenance (which weights it holds): load it with "
+                            "effbench.load_model(task, path_or_id), or pass the folder or hub id as model=")
+    _check_model_runs_as_configured(task_model, config)
+    check_trigger_token(task, task_model.tokenizer)
+    examples = list(task.test[: config.limit] if config.limit else task.test)
+    training = task_model.provenance.training
+    degenerate = None
+    if training is not None:
+        degenerate = degeneracy_on_test_split(training, [example.label for example in task.test])
+        _warn_if_degenerate(task.card.name, degenerate)
+        not_learned = trigger_warning(task.card.name, training)
+        if not_learned:
+            warn(not_learned, loud=True)
+    runs = []
+    for explainer in explainer_objects:
+        identity = run_identity(
+            {"name": task.card.name, "version": task.card.version, "card_hash": task.card_hash,
+             "data_hash": task.data_hash},
+            task_model.provenance.identity, _component(explainer), [_component(metric) for metric in metric_objects],
+            perturbation=config.perturbation, seed=config.seed, dtype=config.dtype,
+        )
+        folder = record_folder(config.output_dir, task.card.name, explainer.name, sha256_json(identity))
+        runs.append({"explainer": explainer, "identity": identity, "folder": folder, **new_cost(metric_names)})
+    return PreparedTask(task, task_model, degenerate, examples, runs)
+
+
+def open_stores(runs: list[dict], locks: contextlib.ExitStack) -> None:
+    """Lock each run's folder (held until `locks` closes), then read the rows it has into run["store"]."""
+    for run in runs:  # locked before its rows are read: another run may be appending to them
+        locks.enter_context(_run_lock(run["folder"]))
+        run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
 
 
 @contextlib.contextmanager
@@ -294,7 +288,11 @@ def _run_task(task, task_model, degenerate, examples, runs, metric_objects, conf
         task_model.perturbation_cache.clear()
         _release_freed_memory()
     bar.close()
+    return write_records(task, task_model, degenerate, examples, runs, metric_objects, config)
 
+
+def write_records(task, task_model, degenerate, examples, runs, metric_objects, config: RunConfig) -> list[dict]:
+    """Write each run's record.json from the rows in its store (every evaluated example has its rows); return them."""
     if degenerate is None and runs:
         # no training record: measured on the evaluated examples, from the model's predictions in the rows
         degenerate = _degeneracy_on_evaluated(runs[0], examples)
@@ -320,27 +318,52 @@ def _input_facts(model, batch) -> list[dict] | None:
 
 def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects, config, batch_number, bar) -> None:
     """Explain the batch, score it with every metric, append its rows; count seconds and passes."""
+    bar.set_postfix_str(f"batch {batch_number}, {run['explainer'].name}", refresh=True)
+    rows = score_batch(task_model, run["explainer"], batch, facts, metric_objects, config,
+                       f"batch {batch_number} of task {task.card.name}", run)
+    run["store"].append(rows)
+
+
+def new_cost(metric_names: Sequence[str]) -> dict:
+    """What `score_batch` adds its seconds, passes and examples to (a run of the local engine is one)."""
+    return {"seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}},
+            "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}},
+            "computed_examples": 0}
+
+
+def add_cost(total: dict, part: dict) -> None:
+    """Add the cost of `part` (from `new_cost`, filled by `score_batch`) to `total`, a run or another cost."""
+    for name, seconds in part["seconds"].items():
+        total["seconds"][name] += seconds
+    for name, counts in part["passes"].items():
+        for count, value in counts.items():
+            total["passes"][name][count] += value
+    total["computed_examples"] += part["computed_examples"]
+
+
+def score_batch(model, explainer, batch, facts, metric_objects, config: RunConfig, where: str, cost: dict) -> list[dict]:
+    """One explainer's per-example rows on one batch, with every metric: what both engines compute. The seconds,
+    forward rows and examples it took are added to `cost` (a run, or `new_cost(...)`)."""
     from effbench.metrics.base import ExplainerMetric
     from effbench.metrics.perturbation import PerturbationEngine
 
-    engine = PerturbationEngine(task_model, mode=config.perturbation, sets_family=f"sets of {run['explainer'].name}")
-    bar.set_postfix_str(f"batch {batch_number}, {run['explainer'].name}", refresh=True)
-    started, rows_before = time.perf_counter(), task_model.rows_forwarded
-    attribution = _explain(run["explainer"], task_model, batch, f"batch {batch_number} of task {task.card.name}")
-    run["seconds"]["explainer"] += time.perf_counter() - started
-    run["passes"]["explainer"]["computed"] += task_model.rows_forwarded - rows_before
+    engine = PerturbationEngine(model, mode=config.perturbation, sets_family=f"sets of {explainer.name}")
+    started, rows_before = time.perf_counter(), model.rows_forwarded
+    attribution = _explain(explainer, model, batch, where)
+    cost["seconds"]["explainer"] += time.perf_counter() - started
+    cost["passes"]["explainer"]["computed"] += model.rows_forwarded - rows_before
     per_metric = {}
     for metric in metric_objects:
         started, before = time.perf_counter(), _engine_counts(engine)
         if isinstance(metric, ExplainerMetric):  # it runs the explainer again
-            per_metric[metric.name] = metric.compute(engine, batch, attribution, run["explainer"])
+            per_metric[metric.name] = metric.compute(engine, batch, attribution, explainer)
         else:
             per_metric[metric.name] = metric.compute(engine, batch, attribution)
-        run["seconds"][metric.name] += time.perf_counter() - started
+        cost["seconds"][metric.name] += time.perf_counter() - started
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
-            run["passes"][metric.name][count] += now - then
-    run["store"].append(_rows(task_model, batch, attribution, per_metric, input_facts=facts))
-    run["computed_examples"] += len(batch)
+            cost["passes"][metric.name][count] += now - then
+    cost["computed_examples"] += len(batch)
+    return _rows(model, batch, attribution, per_metric, input_facts=facts)
 
 
 def _no_passes() -> dict[str, int]:
@@ -381,6 +404,38 @@ def _check_model_runs_as_configured(model, config: RunConfig) -> None:
     if model.device.type != torch.device(config.device).type:
         raise EffbenchError(f"the model is on {model.device} but the run's device is {config.device}: load it with "
                             f"device={config.device!r}, or set RunConfig(device={str(model.device)!r})")
+
+
+def put_rows_in_order(path: Path, example_ids: Sequence[str]) -> None:
+    """Rewrite a per-example file, if it is not so already, with one row per example in the task's example
+    order (rows of examples the run did not evaluate after them, as they were): the board checks the rows'
+    order, and cells finish in any order. Reads the rows one at a time, as the runner keeps no tokens in memory."""
+    position = {example_id: number for number, example_id in enumerate(example_ids)}
+    spans: dict[str, list[tuple[int, int]]] = {}  # example id -> (offset, length) of each of its lines
+    with open(path, "rb") as handle:
+        offset = 0
+        for line in handle:
+            if line.strip():
+                spans.setdefault(json.loads(line)["example_id"], []).append((offset, len(line)))
+            offset += len(line)
+    order = sorted(spans, key=lambda example_id: position.get(example_id, len(position)))
+    if order == list(spans) and all(len(lines) == 1 for lines in spans.values()):
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(path, "rb") as source, open(temporary, "wb") as target:
+        for example_id in order:
+            lines = []
+            for offset, length in spans[example_id]:
+                source.seek(offset)
+                lines.append(source.read(length).rstrip(b"\n"))
+            if len(lines) == 1:
+                target.write(lines[0] + b"\n")
+                continue
+            row = json.loads(lines[0])  # later rows of an example add metrics, as recordio.read_rows merges them
+            for later in lines[1:]:
+                row["metrics"].update(json.loads(later)["metrics"])
+            target.write((json.dumps(row) + "\n").encode("utf-8"))
+    os.replace(temporary, path)
 
 
 def _release_freed_memory() -> None:

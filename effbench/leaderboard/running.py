@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from collections.abc import Sequence
@@ -10,37 +11,70 @@ from pathlib import Path
 from effbench.errors import EffbenchError
 from effbench.leaderboard.spec import RECORDS_DIR, SUPERSEDED_DIR, load_board
 from effbench.recordio import read_record
+from effbench.untrusted import excerpt
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, address: str | None = None, workers: int | None = None) -> None:
+    """A one-line error for an unknown engine, Ray options without the Ray engine, the Ray engine without Ray,
+    or an address where no Ray cluster can be reached."""
+    if engine not in ENGINES:
+        close = difflib.get_close_matches(str(engine), ENGINES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise EffbenchError(f"unknown engine {excerpt(engine)}{hint}; use one of {', '.join(ENGINES)}")
+    if engine == "local" and (address is not None or workers is not None):
+        raise EffbenchError("--address and --workers are options of --engine ray")
+    if engine == "ray":
+        from effbench.leaderboard.ray_engine import check_address, import_ray
+
+        import_ray()
+        if address is not None:
+            check_address(address)
 
 
 def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, device: str = "cpu",
               dtype: str = "float32", model: str | None = None, forward_cache_gib: float = 2.0,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True, engine: str = "local", address: str | None = None,
+              workers: int | None = None) -> list[dict]:
     """Run the board's explainers and metrics with its settings, writing records into its records/ folder.
 
     Metrics that take a perturbation `mode` get the board's `perturbation` (the runner passes it) unless the
     board sets one. `model` (a folder or hub id) replaces the board's model of every task run.
+    `engine` "local" runs the tasks one after the other in this process; "ray" runs the board's
+    (task, explainer, shard) cells on a Ray cluster (`address`, else a local Ray with `workers` CPUs), into
+    the same records (effbench.leaderboard.ray_engine).
     """
     from effbench.runner import RunConfig, evaluate
 
+    check_engine(engine, address, workers)
     board_dir = Path(board_dir)
     board = load_board(board_dir)
     chosen = list(tasks) if tasks else list(board.tasks)
     unknown = [t for t in chosen if t not in board.tasks]
     if unknown:
         raise EffbenchError(f"task {unknown[0]!r} is not on board {board.name}; its tasks: {', '.join(board.tasks)}")
+    configs = [(task, RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size,
+                                device=device, dtype=dtype, output_dir=board_dir / RECORDS_DIR,
+                                model_kind=board.model_kind, perturbation=board.perturbation,
+                                model=model or board.model_for(task), record_local_paths=False,
+                                forward_cache_gib=forward_cache_gib))
+               for task in chosen]
+    explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
+    if engine == "ray":
+        from effbench.leaderboard.ray_engine import run_on_ray
+
+        written = run_on_ray(configs, explainers, board.metrics, address=address, workers=workers, progress=progress)
     records = []
-    for task in chosen:
-        config = RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
-                           dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
-                           perturbation=board.perturbation, model=model or board.model_for(task),
-                           record_local_paths=False, forward_cache_gib=forward_cache_gib)
-        explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
-        written = evaluate([task], explainers, board.metrics, config, progress=progress)
-        for old_folder, new_folder, reason in retire_superseded(board_dir, task, written):
+    for task, config in configs:
+        task_records = written[task] if engine == "ray" else evaluate([task], explainers, board.metrics, config,
+                                                                         progress=progress)
+        for old_folder, new_folder, reason in retire_superseded(board_dir, task, task_records):
             if progress:
                 print(f"{board.name}: {old_folder.relative_to(board_dir)} is out of date ({reason}): moved to "
                       f"{new_folder.relative_to(board_dir)}", file=sys.stderr)
-        records += written
+        records += task_records
     return records
 
 
