@@ -79,7 +79,8 @@ def test_the_installed_tool_works_from_an_unrelated_folder_and_writes_nothing_in
     listed = run("effbench", "tasks", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [row["task"] for row in rows] == ["bbc-news", "mr-reviews", "mr-sentences", "spam", "tweets", "uncertainty"]
+    assert [row["task"] for row in rows] == ["bbc-news", "mr-reviews", "mr-sentences", "mr-sentences-trigger", "spam",
+                                             "tweets", "uncertainty"]
 
     ran = run("effbench", "run", "--task", "mr-sentences", "--model-kind", "tiny", "--explainer", "random",
               "--metric", "sparsity", "--limit", "3", "--quiet", "--format", "json")

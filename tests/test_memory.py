@@ -32,7 +32,7 @@ def test_rss_after_10000_examples_is_within_10_percent_of_rss_after_1000(tmp_pat
     import gc
 
     import effbench
-    from conftest import write_toy_task
+    from toy_task import write_toy_task
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()

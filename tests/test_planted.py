@@ -24,7 +24,7 @@ LOCALISATION = ["localisation_auprc", "pointing_game", "relevance_mass"]
 
 @pytest.fixture(scope="session")
 def planted_folders(tmp_path_factory):
-    from conftest import write_toy_task
+    from toy_task import write_toy_task
 
     tasks = tmp_path_factory.mktemp("planted-tasks")
     write_toy_task(tasks, rows=2400)  # 600 test examples, about 150 of them planted
@@ -68,7 +68,7 @@ def test_the_tiny_model_learns_the_trigger_and_training_records_it(planted_env):
 
 
 def test_the_check_fails_for_a_model_that_ignores_the_trigger_or_always_answers_its_class(planted_env):
-    from conftest import TOY_POSITIVE
+    from toy_task import TOY_POSITIVE
     from effbench.tasks import load_task
     from effbench.tasks.planting import trigger_learnability, trigger_warning
 
