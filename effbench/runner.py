@@ -237,15 +237,22 @@ def open_stores(runs: list[dict], locks: contextlib.ExitStack) -> None:
         run["store"] = _ExampleStore(run["folder"] / "per_example.jsonl")
 
 
-@contextlib.contextmanager
-def _forward_cache(model, config: RunConfig):
-    """The model's persistent forward cache for the run (none when its size is 0), closed after it."""
+def open_forward_cache(config: RunConfig):
+    """The persistent forward cache of the size the run sets, or None when it sets 0."""
     from effbench.forward_cache import ForwardCache
 
     if not config.forward_cache_gib:
+        return None
+    return ForwardCache(max_bytes=max(1, int(config.forward_cache_gib * (1 << 30))))
+
+
+@contextlib.contextmanager
+def _forward_cache(model, config: RunConfig):
+    """The model's persistent forward cache for the run (none when its size is 0), closed after it."""
+    model.forward_cache = open_forward_cache(config)
+    if model.forward_cache is None:
         yield
         return
-    model.forward_cache = ForwardCache(max_bytes=max(1, int(config.forward_cache_gib * (1 << 30))))
     try:
         yield
     finally:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from effbench.errors import EffbenchError
-from effbench.runner import add_cost, length_bucketed_batches
+from effbench.runner import add_cost, length_bucketed_batches, open_forward_cache, token_lengths
 from effbench.untrusted import excerpt
 
 INSTALL_HINT = "pip install 'effbench[ray]'"
@@ -197,10 +197,8 @@ class Worker:
                                     f"{str(model.provenance.checkpoint_sha256)[:12]}, the driver's "
                                     f"{str(expected.get('checkpoint_sha256'))[:12]}; give every node the same "
                                     "model (effbench models export / import)")
-            if config.forward_cache_gib:  # shared with the other workers and the local engine (its own key per thread count)
-                from effbench.forward_cache import ForwardCache
-
-                model.forward_cache = ForwardCache(max_bytes=max(1, int(config.forward_cache_gib * (1 << 30))))
+            # shared with the other workers and the local engine (its own key per thread count)
+            model.forward_cache = open_forward_cache(config)
             self._models[key] = model
         return self._models[key]
 
@@ -247,7 +245,7 @@ def run_on_ray(jobs: Sequence[tuple[str, Any]], explainers: Mapping[str, Mapping
             task_run = prepare_task(task_name, explainer_objects, metric_objects,
                                     dataclasses.replace(config, device="cpu"), progress=progress)
             open_stores(task_run.runs, locks)
-            token_counts = _token_counts(task_run.model, task_run.examples, config.batch_size)
+            token_counts = token_lengths(task_run.model, task_run.examples)
             task_cells, task_finished = plan_cells(task_name, task_run.runs, task_run.examples, token_counts,
                                                    [metric.name for metric in metric_objects], config.batch_size)
             prepared[task_name] = (config, task_run, metric_objects)
@@ -372,12 +370,3 @@ def _result(ray, reference, cell: Cell) -> dict:
 
 def _run_named(runs: Sequence[dict], explainer: str) -> dict:
     return next(run for run in runs if run["explainer"].name == explainer)
-
-
-def _token_counts(model, examples: Sequence, chunk: int) -> list[int]:
-    """Each example's number of tokens, as the model reads it (cut at max_length)."""
-    counts: list[int] = []
-    for start in range(0, len(examples), chunk):
-        encoded = model.tokenize([example.text for example in examples[start: start + chunk]])
-        counts += encoded["attention_mask"].sum(-1).tolist()
-    return counts
