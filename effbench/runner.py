@@ -334,7 +334,8 @@ def _run_explainer_on_batch(run, task, task_model, batch, facts, metric_objects,
 def new_cost(metric_names: Sequence[str]) -> dict:
     """What `score_batch` adds its seconds, passes and examples to (a run of the local engine is one)."""
     return {"seconds": {"explainer": 0.0, **{name: 0.0 for name in metric_names}},
-            "passes": {"explainer": {"computed": 0}, **{name: _no_passes() for name in metric_names}},
+            "passes": {"explainer": {"computed": 0, "backward": 0},
+                       **{name: _no_passes() for name in metric_names}},
             "computed_examples": 0}
 
 
@@ -355,26 +356,34 @@ def score_batch(model, explainer, batch, facts, metric_objects, config: RunConfi
     from effbench.metrics.perturbation import PerturbationEngine
 
     engine = PerturbationEngine(model, mode=config.perturbation, sets_family=f"sets of {explainer.name}")
-    started, rows_before = time.perf_counter(), model.rows_forwarded
+    started, forwarded, backward = time.perf_counter(), model.rows_forwarded, model.rows_backward
     attribution = _explain(explainer, model, batch, where)
     cost["seconds"]["explainer"] += time.perf_counter() - started
-    cost["passes"]["explainer"]["computed"] += model.rows_forwarded - rows_before
+    cost["passes"]["explainer"]["computed"] += model.rows_forwarded - forwarded
+    cost["passes"]["explainer"]["backward"] += model.rows_backward - backward
     per_metric = {}
     for metric in metric_objects:
         started, before = time.perf_counter(), _engine_counts(engine)
+        forwarded, backward = model.rows_forwarded, model.rows_backward
         if isinstance(metric, ExplainerMetric):  # it runs the explainer again
             per_metric[metric.name] = metric.compute(engine, batch, attribution, explainer)
         else:
             per_metric[metric.name] = metric.compute(engine, batch, attribution)
         cost["seconds"][metric.name] += time.perf_counter() - started
+        passes = cost["passes"][metric.name]
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
-            cost["passes"][metric.name][count] += now - then
+            passes[count] += now - then
+        # rows a metric runs itself, outside the engine (the explainer metrics' noisy inputs and re-explanations)
+        outside_engine = (model.rows_forwarded - forwarded) - (_engine_counts(engine)[1] - before[1])
+        passes["requested"] += outside_engine
+        passes["computed"] += outside_engine
+        passes["backward"] += model.rows_backward - backward
     cost["computed_examples"] += len(batch)
     return _rows(model, batch, attribution, per_metric, input_facts=facts)
 
 
 def _no_passes() -> dict[str, int]:
-    return {"requested": 0, "computed": 0, "from_forward_cache": 0}
+    return {"requested": 0, "computed": 0, "from_forward_cache": 0, "backward": 0}
 
 
 def _engine_counts(engine) -> tuple[int, int, int]:

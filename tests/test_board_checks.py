@@ -24,9 +24,10 @@ def checks_board(root, *, sufficiency_centres=(0.40, 0.30, 0.20, 0.10), passes=T
         changes = {"timings_seconds_this_session": {"explainer": 3.0 * (index + 1), "necessity": 6.0,
                                                     "sufficiency": 3.0}}
         if passes:
-            changes["passes_this_session"] = {"explainer": {"computed": 30 * index},
-                                              "necessity": {"requested": 300, "computed": 150, "from_forward_cache": 0},
-                                              "sufficiency": {"requested": 300, "computed": 60, "from_forward_cache": 30}}
+            changes["passes_this_session"] = {
+                "explainer": {"computed": 30 * index, "backward": 60 * index},
+                "necessity": {"requested": 300, "computed": 150, "from_forward_cache": 0, "backward": 0},
+                "sufficiency": {"requested": 300, "computed": 60, "from_forward_cache": 30, "backward": 15}}
         record, rows = make_record("mr-sentences", explainer, values, **changes)
         write_record(board, record, rows)
     return board
@@ -74,12 +75,13 @@ def test_the_cost_table_is_per_example_and_marks_records_without_pass_counts(tmp
     assert cost["saliency"].metric_seconds == pytest.approx(9.0 / 30)
     assert cost["saliency"].explainer_rows == pytest.approx(1.0)
     assert (cost["random"].metric_rows_requested, cost["random"].metric_rows_computed) == (20.0, 7.0)
+    assert (cost["saliency"].explainer_backward_rows, cost["saliency"].metric_backward_rows) == (2.0, 0.5)
     readme = (tmp_path / "demo" / "README.md").read_text()
     assert "## Cost" in readme and "## Do the metrics agree?" in readme
     assert "cost-table" in (tmp_path / "demo" / "index.html").read_text()
 
     unmeasured = build_board(checks_board(tmp_path / "old", passes=False))
-    assert all(row.explainer_rows is None for row in unmeasured.cost)
+    assert all(row.explainer_rows is None and row.explainer_backward_rows is None for row in unmeasured.cost)
     assert "| –" in (tmp_path / "old" / "demo" / "README.md").read_text()
 
 

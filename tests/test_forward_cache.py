@@ -138,6 +138,20 @@ def test_a_rerun_computes_no_metric_pass_and_gives_the_same_record(toy_env, tmp_
     assert next(rows["first"]).read_text() == next(rows["again"]).read_text()
 
 
+def test_records_count_the_backward_rows_of_explainers_and_of_metrics_that_rerun_them(toy_env, tmp_path):
+    records = _run(tmp_path, ["raw_attention", "saliency", "integrated_gradients"], ["necessity", "sensitivity_max"])
+    passes = {record["explainer"]["name"]: record["passes_this_session"] for record in records}
+    examples = 10
+    assert passes["raw_attention"]["explainer"]["backward"] == 0
+    assert passes["saliency"]["explainer"]["backward"] == examples  # one gradient per sentence
+    assert passes["integrated_gradients"]["explainer"]["backward"] == 20 * examples  # one per step (20)
+    assert all(passes[name]["necessity"]["backward"] == 0 for name in passes)  # erasure runs forwards only
+    # sensitivity_max explains each input again alone and 5 noisy copies of it: saliency's gradients, none for attention
+    assert passes["saliency"]["sensitivity_max"]["backward"] == (1 + 5) * examples
+    assert passes["raw_attention"]["sensitivity_max"]["backward"] == 0
+    assert passes["raw_attention"]["sensitivity_max"]["computed"] >= 5 * examples  # its forwards, outside the engine
+
+
 def test_minimal_conditions_reuse_the_necessity_and_sufficiency_passes(toy_env, tmp_path):
     [record] = _run(tmp_path, ["random"], ["necessity", "sufficiency", "min_sufficient", "min_necessary"],
                     forward_cache_gib=0)

@@ -52,6 +52,8 @@ class CostRow:
     explainer_rows: float | None  # forward rows per example (None: not counted in the record)
     metric_rows_requested: float | None
     metric_rows_computed: float | None
+    explainer_backward_rows: float | None  # rows a gradient flowed back through, per example (None: not counted)
+    metric_backward_rows: float | None
 
 
 def _oriented(mean: float, direction: str) -> float:
@@ -117,12 +119,15 @@ def cost(result: BuildResult) -> list[CostRow]:
             if not examples:
                 continue
             passes = record.get("passes_this_session")
-            explainer_rows = requested = computed = None
+            explainer_rows = requested = computed = explainer_backward = metric_backward = None
             if passes is not None:
                 explainer_rows = passes.get("explainer", {}).get("computed", 0) / examples
                 requested = sum(passes.get(m, {}).get("requested", 0) for m in metrics) / examples
                 computed = sum(passes.get(m, {}).get("computed", 0) for m in metrics) / examples
+            if passes is not None and "backward" in passes.get("explainer", {}):
+                explainer_backward = passes["explainer"]["backward"] / examples
+                metric_backward = sum(passes.get(m, {}).get("backward", 0) for m in metrics) / examples
             rows.append(CostRow(task, explainer, examples, seconds.get("explainer", 0.0) / examples,
                                 sum(seconds.get(m, 0.0) for m in metrics) / examples,
-                                explainer_rows, requested, computed))
+                                explainer_rows, requested, computed, explainer_backward, metric_backward))
     return rows

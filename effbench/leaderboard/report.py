@@ -243,9 +243,10 @@ AGREEMENT_INTRO = ("Kendall's tau-b between the explainers' rankings by each pai
                    "explainers from random.")
 COST_HEADING = "Cost"
 COST_INTRO = ("Per example computed, in the session each record's figures are from: seconds of the explainer and of "
-              "all the board's metrics together, and forward rows through the model (the explainer's; the "
-              "metrics' perturbed inputs asked for and those actually run, after the batch's and the forward "
-              "cache's reuse). \u2013: the record predates pass counting.")
+              "all the board's metrics together, forward rows through the model (the explainer's; the "
+              "metrics' inputs asked for and those actually run, after the batch's and the forward "
+              "cache's reuse) and backward rows (sequences a gradient flowed back through). \u2013: the record "
+              "predates that count.")
 
 
 def _number_or_dash(value: float | None, digits: int = 3) -> str:
@@ -276,11 +277,12 @@ def diagnosticity_table_rows(result: BuildResult) -> tuple[list[str], list[list[
 
 
 def cost_table_rows(result: BuildResult) -> tuple[list[str], list[list[str]]]:
-    headers = ["task", "explainer", "examples", "explainer s", "metrics s", "explainer rows", "metric rows asked",
-               "metric rows run"]
+    headers = ["task", "explainer", "examples", "explainer s", "metrics s", "explainer rows", "explainer backward",
+               "metric rows asked", "metric rows run", "metric backward"]
     rows = [[row.task, row.explainer, str(row.examples), _number_or_dash(row.explainer_seconds),
              _number_or_dash(row.metric_seconds), _number_or_dash(row.explainer_rows, 1),
-             _number_or_dash(row.metric_rows_requested, 1), _number_or_dash(row.metric_rows_computed, 1)]
+             _number_or_dash(row.explainer_backward_rows, 1), _number_or_dash(row.metric_rows_requested, 1),
+             _number_or_dash(row.metric_rows_computed, 1), _number_or_dash(row.metric_backward_rows, 1)]
             for row in result.cost]
     return headers, rows
 

@@ -301,6 +301,7 @@ class ClassifierAdapter:
         # the persistent cache of whole perturbation requests (effbench.forward_cache.ForwardCache), set by a run
         self.forward_cache = None
         self.rows_forwarded = 0  # every sequence through the model, padded or not: a run's passes computed
+        self.rows_backward = 0  # every sequence whose logits a gradient flowed back from (counted by a tensor hook)
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, max_length: int, truncation_side: str | None = None,
@@ -411,13 +412,24 @@ class ClassifierAdapter:
         inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids.to(self.device)}
         if self.architecture.readout == "first":
             out = self.model(attention_mask=attention_mask, **inputs, **outputs)
-            return out.logits, out
+            return self._counting_backward(out.logits), out
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         out = self.model.base_model(attention_mask=attention_mask, position_ids=position_ids, **inputs, **outputs)
         width = attention_mask.shape[1]
         last = (torch.arange(width, device=self.device) * attention_mask.long()).argmax(-1)
         read = out.last_hidden_state[torch.arange(len(last), device=self.device), last]
-        return _attribute(self.model, self.architecture.decoder_head)(read), out
+        return self._counting_backward(_attribute(self.model, self.architecture.decoder_head)(read)), out
+
+    def _counting_backward(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits`, which add their rows to `rows_backward` each time a gradient flows back through them."""
+        if logits.requires_grad:
+            rows = len(logits)
+
+            def count(gradient):
+                self.rows_backward += rows
+
+            logits.register_hook(count)
+        return logits
 
     def logits(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
                inputs_embeds: torch.Tensor | None = None, embedding_output: torch.Tensor | None = None):
