@@ -18,6 +18,7 @@ from effbench.leaderboard.ranking import (
 )
 from effbench.leaderboard.records import BoardRecord, check_records, find_records, load_board_record, mixed_dtypes
 from effbench.leaderboard.report import _write_outputs
+from effbench.leaderboard.rivals import efficient_against_decompositions
 from effbench.leaderboard.spec import RECORDS_DIR, load_board
 
 
@@ -76,6 +77,7 @@ def build_board(board_dir: str | Path) -> BuildResult:
         board=board, standings=standings, overall=_overall(board, standings), metrics=metrics,
         provenance=_provenance(loaded), task_provenance=_task_provenance(board, records), records=records,
         notes=notes, citations=_citations(loaded), claims=paper_claims(board, records, metrics),
+        rivals=efficient_against_decompositions(board, records, metrics),
     )
     result.agreement, result.diagnosticity, result.cost = metric_agreement(result), diagnosticity(result), cost(result)
     _write_outputs(result)

@@ -14,15 +14,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from effbench.leaderboard.ranking import (
-    BOOTSTRAP_RESAMPLES,
-    SIGNIFICANCE_LEVEL,
-    metric_order,
-)
+from effbench.leaderboard.ranking import compare_paired, favoured, metric_order
 from effbench.leaderboard.records import BoardRecord
 from effbench.leaderboard.spec import BoardSpec
 from effbench.recordio import INPUT_FACTS
-from effbench.stats import bootstrap_mean, paired_bootstrap_pvalue
 
 EFFICIENT = "efficient_attention"
 RAW = "raw_attention"
@@ -154,13 +149,10 @@ def _values_differ(first: float, second: float) -> bool:
 def _compare(task: str, metric: str, direction: str, part: str, ids: list[str], efficient: dict[str, float],
              raw: dict[str, float], seed: int) -> ClaimRow:
     first, second = [efficient[i] for i in ids], [raw[i] for i in ids]
-    differences = [a - b for a, b in zip(first, second) if math.isfinite(a) and math.isfinite(b)]
-    p_value = paired_bootstrap_pvalue(first, second, resamples=BOOTSTRAP_RESAMPLES, seed=seed) if ids else float("nan")
+    paired = compare_paired(first, second, seed)
     return ClaimRow(
-        task=task, metric=metric, direction=direction, part=part, examples=len(ids),
-        efficient=bootstrap_mean(first, resamples=BOOTSTRAP_RESAMPLES, seed=seed),
-        raw=bootstrap_mean(second, resamples=BOOTSTRAP_RESAMPLES, seed=seed),
-        difference=sum(differences) / len(differences) if differences else float("nan"), p_value=p_value,
+        task=task, metric=metric, direction=direction, part=part, examples=len(ids), efficient=paired.first,
+        raw=paired.second, difference=paired.difference, p_value=paired.p_value,
         differing=sum(_values_differ(a, b) for a, b in zip(first, second)),
     )
 
@@ -186,12 +178,7 @@ def _reading_notes(task: str, efficient: BoardRecord, raw: BoardRecord) -> list[
 
 def favours(row: ClaimRow) -> str:
     """Which of the two the metric's direction prefers, where the paired test finds a difference."""
-    if not math.isfinite(row.p_value) or not math.isfinite(row.difference):
-        return "–"
-    if row.p_value >= SIGNIFICANCE_LEVEL or row.difference == 0:
-        return "neither"
-    efficient_higher = row.difference > 0
-    return EFFICIENT if efficient_higher == (row.direction == "higher") else RAW
+    return favoured(EFFICIENT, RAW, row.direction, row.difference, row.p_value)
 
 
 def findings(section: ClaimsSection) -> list[str]:

@@ -23,6 +23,9 @@ from effbench.leaderboard.report import (
     AGREEMENT_INTRO,
     COST_HEADING,
     COST_INTRO,
+    RIVALS_HEADERS,
+    RIVALS_HEADING,
+    RIVALS_INTRO,
     agreement_table_rows,
     claims_lines,
     claims_table_rows,
@@ -33,6 +36,8 @@ from effbench.leaderboard.report import (
     legend,
     overall_table_rows,
     provenance_rows,
+    rivals_lines,
+    rivals_table_rows,
     task_provenance_rows,
     task_table_rows,
 )
@@ -377,6 +382,10 @@ def render_html(result: BuildResult) -> str:
              '<ul class="claims">' + "".join(f"<li>{esc(line)}</li>" for line in claims_lines(result)) + "</ul>"]
     if result.claims.rows:
         body.append(html_table(CLAIMS_HEADERS, claims_table_rows(result), css_class="claims-table"))
+    body += [f'<h2 id="rivals">{esc(RIVALS_HEADING)}</h2>', f"<p>{esc(RIVALS_INTRO)}</p>",
+             '<ul class="rivals">' + "".join(f"<li>{esc(line)}</li>" for line in rivals_lines(result)) + "</ul>"]
+    if result.rivals.rows:
+        body.append(html_table(RIVALS_HEADERS, rivals_table_rows(result), css_class="rivals-table"))
     if result.agreement or result.diagnosticity:
         body += [f'<h2 id="agreement">{esc(AGREEMENT_HEADING)}</h2>', f"<p>{esc(AGREEMENT_INTRO)}</p>"]
         if result.agreement:

@@ -13,6 +13,7 @@ from effbench.leaderboard.spec import BoardSpec
 
 if TYPE_CHECKING:
     from effbench.leaderboard.claims import ClaimsSection
+    from effbench.leaderboard.rivals import RivalsSection
 
 SIGNIFICANCE_LEVEL = 0.05
 BOOTSTRAP_RESAMPLES = 1000
@@ -70,6 +71,40 @@ def rank_explainers(
 
 
 @dataclass(frozen=True)
+class PairedComparison:
+    """Two explainers' values on the same examples, in the same order."""
+
+    first: dict  # mean, low, high, n: the 95% bootstrap interval over the first one's finite values
+    second: dict
+    difference: float  # mean of first - second over the examples where both are finite (NaN: none)
+    p_value: float  # paired bootstrap over those examples (NaN: none)
+
+
+def compare_paired(first: Sequence[float], second: Sequence[float], seed: int) -> PairedComparison:
+    """Each one's mean and interval, their mean paired difference and its paired bootstrap p-value."""
+    from effbench.stats import bootstrap_mean, paired_bootstrap_pvalue
+
+    differences = [a - b for a, b in zip(first, second) if math.isfinite(a) and math.isfinite(b)]
+    p_value = paired_bootstrap_pvalue(first, second, resamples=BOOTSTRAP_RESAMPLES, seed=seed) if first else float("nan")
+    return PairedComparison(
+        first=bootstrap_mean(first, resamples=BOOTSTRAP_RESAMPLES, seed=seed),
+        second=bootstrap_mean(second, resamples=BOOTSTRAP_RESAMPLES, seed=seed),
+        difference=sum(differences) / len(differences) if differences else float("nan"), p_value=p_value,
+    )
+
+
+def favoured(first: str, second: str, direction: str, difference: float, p_value: float) -> str:
+    """Which of two explainers the metric's direction prefers, given the mean of first - second and the paired
+    test's p-value: the better one where p < SIGNIFICANCE_LEVEL, "neither" where not, "–" where nothing was tested."""
+    if not math.isfinite(p_value) or not math.isfinite(difference):
+        return "–"
+    if p_value >= SIGNIFICANCE_LEVEL or difference == 0:
+        return "neither"
+    first_higher = difference > 0
+    return first if first_higher == (direction == "higher") else second
+
+
+@dataclass(frozen=True)
 class Standing:
     """One row of results.json / results.csv: one explainer on one metric of one task."""
 
@@ -117,6 +152,7 @@ class BuildResult:
     notes: list[str]
     citations: list[str]
     claims: ClaimsSection  # efficient against raw attention, on short and long inputs
+    rivals: RivalsSection  # efficient attention against the decomposition methods, on all examples
     # effbench.leaderboard.checks: do the metrics agree, does each tell explainers from random, the cost
     agreement: list = field(default_factory=list)
     diagnosticity: list = field(default_factory=list)

@@ -26,6 +26,7 @@ from effbench.leaderboard.ranking import (
 )
 from effbench.leaderboard.checks import DIAGNOSTIC_MARGIN
 from effbench.leaderboard.records import _show
+from effbench.leaderboard.rivals import RIVALS, rival_summary, rivals_document
 from effbench.leaderboard.spec import RECORDS_DIR, BoardSpec
 from effbench.records import json_safe
 
@@ -173,6 +174,10 @@ def _interval(summary: dict) -> str:
     return f"{format_number(summary['mean'])} [{format_number(summary['low'])}, {format_number(summary['high'])}]"
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.3f}" if math.isfinite(value) else "n/a"
+
+
 def claims_table_rows(result: BuildResult) -> list[list[str]]:
     """The rows of the claims table: per task, metric and part (see CLAIMS_HEADERS)."""
     rows = []
@@ -181,9 +186,8 @@ def claims_table_rows(result: BuildResult) -> list[list[str]]:
         if row.examples == 0:
             rows.append([row.task, metric, row.part, "0", "no inputs", "no inputs", "–", "–", "–", "–"])
             continue
-        difference = f"{row.difference:+.3f}" if math.isfinite(row.difference) else "n/a"
         rows.append([row.task, metric, row.part, str(row.examples), _interval(row.efficient), _interval(row.raw),
-                     difference, format_number(row.p_value), favours(row), str(row.differing)])
+                     _signed(row.difference), format_number(row.p_value), favours(row), str(row.differing)])
     return rows
 
 
@@ -206,6 +210,35 @@ def claims_lines(result: BuildResult) -> list[str]:
             text += f"; {split.conflicting_facts} in neither part: the two records' rows give different input facts"
         lines.append(text)
     return lines + section.notes + findings(section)
+
+
+RIVALS_HEADING = "Efficient attention against the decomposition methods"
+
+RIVALS_INTRO = (
+    f"Efficient attention ({EFFICIENT}) against each of the decomposition-based explainers {', '.join(RIVALS)} "
+    "that the board ranks, per task and metric, on all of the task's examples. Each cell: the mean and its 95% "
+    "bootstrap interval; efficient − rival: the mean paired difference over the examples where both are defined; "
+    f"p: paired bootstrap over the same examples ({BOOTSTRAP_RESAMPLES} resamples); favours: the better of the two "
+    f"in the metric's direction where p < {SIGNIFICANCE_LEVEL}, else neither."
+)
+
+RIVALS_HEADERS = ["task", "metric", "rival", "examples", EFFICIENT, "rival's mean", "efficient − rival", "p",
+                  "favours"]
+
+
+def rivals_table_rows(result: BuildResult) -> list[list[str]]:
+    """The rows of the rivals table: per task, metric and rival (see RIVALS_HEADERS)."""
+    return [[row.task, f"{row.metric} {ARROWS[row.direction]}", row.rival, str(row.examples), _interval(row.efficient),
+             _interval(row.rival_interval), _signed(row.difference), format_number(row.p_value), row.favours]
+            for row in result.rivals.rows]
+
+
+def rivals_lines(result: BuildResult) -> list[str]:
+    """The rivals section's sentences besides the table: the tally per rival, what is not compared."""
+    section = result.rivals
+    if section.unavailable is not None:
+        return [section.unavailable]
+    return rival_summary(section) + section.notes
 
 
 _MARKDOWN_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*", "\\": "\\\\",
@@ -312,6 +345,10 @@ def render_readme(result: BuildResult) -> str:
     lines += [f"- {markdown_text(line)}" for line in claims_lines(result)] + [""]
     if result.claims.rows:
         lines += [table(CLAIMS_HEADERS, claims_table_rows(result)), ""]
+    lines += [f"## {RIVALS_HEADING}", "", markdown_text(RIVALS_INTRO), ""]
+    lines += [f"- {markdown_text(line)}" for line in rivals_lines(result)] + [""]
+    if result.rivals.rows:
+        lines += [table(RIVALS_HEADERS, rivals_table_rows(result)), ""]
     if result.agreement or result.diagnosticity:
         lines += [f"## {AGREEMENT_HEADING}", "", markdown_text(AGREEMENT_INTRO), ""]
         if result.agreement:
@@ -350,6 +387,7 @@ def results_document(result: BuildResult) -> dict:
         "rows": [asdict(s) for s in result.standings],
         "overall": [asdict(row) for row in result.overall],
         "claims": claims_document(result.claims),
+        "efficient_against_decompositions": rivals_document(result.rivals),
         "metric_agreement": [asdict(row) for row in result.agreement],
         "diagnosticity": [asdict(row) for row in result.diagnosticity],
         "cost": [asdict(row) for row in result.cost],
