@@ -227,8 +227,14 @@ def test_a_malformed_per_example_row_names_the_file_and_line(tmp_path):
 def test_the_shipped_boards_are_valid():
     standard = load_board(REPO_ROOT / "leaderboards" / "standard")
     quick = load_board(REPO_ROOT / "leaderboards" / "quick")
+    field = load_board(REPO_ROOT / "leaderboards" / "field")
     assert standard.tasks == ("mr-sentences", "mr-reviews", "bbc-news", "tweets")
-    assert len(standard.explainers) == 10 and len(standard.metrics) == 6
+    assert len(standard.explainers) == 16 and len(standard.metrics) == 6
+    # the costly methods and the metrics that rerun the explainer are on the field board, at most 100 per task
+    costly = {"value_zeroing", "attention_flow"}
+    assert costly <= set(field.explainers) and not costly & set(standard.explainers)
+    assert {"sensitivity_max", "model_randomisation"} <= set(field.metrics)
+    assert all(field.limit_for(task) <= 100 for task in field.tasks)
     assert standard.main_metric == "necessity" and standard.limit_for("mr-reviews") == 25
     assert quick.tasks == ("mr-sentences", "mr-reviews", "bbc-news", "tweets") and quick.limit_for("bbc-news") == 16
     assert quick.explainers == standard.explainers and quick.metrics == standard.metrics
