@@ -8,6 +8,7 @@ from effbench.errors import EffbenchError
 from effbench.leaderboard.checks import cost, diagnosticity, metric_agreement
 from effbench.leaderboard.citations import _citations
 from effbench.leaderboard.claims import paper_claims
+from effbench.leaderboard.published import published_rankings
 from effbench.leaderboard.ranking import (
     BuildResult,
     _metric_info,
@@ -78,6 +79,7 @@ def build_board(board_dir: str | Path) -> BuildResult:
         provenance=_provenance(loaded), task_provenance=_task_provenance(board, records), records=records,
         notes=notes, citations=_citations(loaded), claims=paper_claims(board, records, metrics),
         rivals=efficient_against_decompositions(board, records, metrics),
+        published=published_rankings(board, records, metrics),
     )
     result.agreement, result.diagnosticity, result.cost = metric_agreement(result), diagnosticity(result), cost(result)
     _write_outputs(result)

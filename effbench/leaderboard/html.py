@@ -23,6 +23,10 @@ from effbench.leaderboard.report import (
     AGREEMENT_INTRO,
     COST_HEADING,
     COST_INTRO,
+    PUBLISHED_HEADING,
+    PUBLISHED_INTRO,
+    PUBLISHED_OBSERVED_HEADERS,
+    PUBLISHED_PAIRS_HEADERS,
     RIVALS_HEADERS,
     RIVALS_HEADING,
     RIVALS_INTRO,
@@ -36,6 +40,9 @@ from effbench.leaderboard.report import (
     legend,
     overall_table_rows,
     provenance_rows,
+    published_lines,
+    published_observed_rows,
+    published_pairs_rows,
     rivals_lines,
     rivals_table_rows,
     task_provenance_rows,
@@ -386,6 +393,14 @@ def render_html(result: BuildResult) -> str:
              '<ul class="rivals">' + "".join(f"<li>{esc(line)}</li>" for line in rivals_lines(result)) + "</ul>"]
     if result.rivals.rows:
         body.append(html_table(RIVALS_HEADERS, rivals_table_rows(result), css_class="rivals-table"))
+    if result.published.entries:
+        body += [f'<h2 id="published">{esc(PUBLISHED_HEADING)}</h2>', f"<p>{esc(PUBLISHED_INTRO)}</p>",
+                 '<ul class="published">' + "".join(f"<li>{esc(line)}</li>" for line in published_lines(result))
+                 + "</ul>"]
+        if result.published.tasks:
+            body += [html_table(PUBLISHED_OBSERVED_HEADERS, published_observed_rows(result),
+                                css_class="published-observed-table"),
+                     html_table(PUBLISHED_PAIRS_HEADERS, published_pairs_rows(result), css_class="published-table")]
     if result.agreement or result.diagnosticity:
         body += [f'<h2 id="agreement">{esc(AGREEMENT_HEADING)}</h2>', f"<p>{esc(AGREEMENT_INTRO)}</p>"]
         if result.agreement:

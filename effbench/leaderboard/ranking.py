@@ -13,6 +13,7 @@ from effbench.leaderboard.spec import BoardSpec
 
 if TYPE_CHECKING:
     from effbench.leaderboard.claims import ClaimsSection
+    from effbench.leaderboard.published import PublishedSection
     from effbench.leaderboard.rivals import RivalsSection
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -153,6 +154,7 @@ class BuildResult:
     citations: list[str]
     claims: ClaimsSection  # efficient against raw attention, on short and long inputs
     rivals: RivalsSection  # efficient attention against the decomposition methods, on all examples
+    published: PublishedSection  # the board's published rankings against its numbers (none: no entries)
     # effbench.leaderboard.checks: do the metrics agree, does each tell explainers from random, the cost
     agreement: list = field(default_factory=list)
     diagnosticity: list = field(default_factory=list)

@@ -25,6 +25,15 @@ from effbench.leaderboard.ranking import (
     metric_order,
 )
 from effbench.leaderboard.checks import DIAGNOSTIC_MARGIN
+from effbench.leaderboard.published import (
+    SEPARATED,
+    TIE,
+    observed_text,
+    published_document,
+    published_summary,
+    ranking_text,
+    which_way,
+)
 from effbench.leaderboard.records import _show
 from effbench.leaderboard.rivals import RIVALS, rival_summary, rivals_document
 from effbench.leaderboard.spec import RECORDS_DIR, BoardSpec
@@ -241,6 +250,54 @@ def rivals_lines(result: BuildResult) -> list[str]:
     return rival_summary(section) + section.notes
 
 
+PUBLISHED_HEADING = "Published rankings reproduced"
+
+PUBLISHED_INTRO = (
+    "Rankings that methods' authors published (the board's published_rankings), set against this board's records "
+    "per task, on all of the task's examples. A ranking lists tiers, best first. A claimed ordering (two explainers "
+    f"in different tiers) holds where the paired bootstrap separates the two (p < {SIGNIFICANCE_LEVEL}) in the "
+    "claimed order, is reversed where it separates them the other way, and is not separated where it does not; a "
+    f"claimed tie (two explainers in one tier, {TIE}) holds where the test does not separate them. Difference: the "
+    "mean paired difference over the examples where both are defined, in the metric's direction, positive as "
+    "claimed (of a tie: positive where the one named first is the better); p: paired bootstrap over the same "
+    f"examples ({BOOTSTRAP_RESAMPLES} resamples). Observed ranking: the explainers by mean in the metric's "
+    "direction, best first, without a test."
+)
+
+PUBLISHED_OBSERVED_HEADERS = ["source", "task", "metric", "examples", "observed ranking by mean, best first"]
+PUBLISHED_PAIRS_HEADERS = ["source", "task", "metric", "claimed better", f"claimed worse ({TIE}: a claimed tie)",
+                           "examples", "difference (+: as claimed)", "p", "outcome"]
+
+
+def published_observed_rows(result: BuildResult) -> list[list[str]]:
+    """Per published ranking and task: the observed ranking by mean (see PUBLISHED_OBSERVED_HEADERS)."""
+    return [[task.source, task.task, f"{task.metric} {ARROWS[task.direction]}", str(task.examples),
+             observed_text(task)] for task in result.published.tasks]
+
+
+def published_pairs_rows(result: BuildResult) -> list[list[str]]:
+    """Per published ranking, task and claimed pair (see PUBLISHED_PAIRS_HEADERS)."""
+    rows = []
+    for task in result.published.tasks:
+        for pair in task.pairs:
+            outcome = pair.outcome
+            if outcome == SEPARATED:
+                outcome += f" ({which_way(pair)})"
+            rows.append([task.source, task.task, f"{task.metric} {ARROWS[task.direction]}", pair.better,
+                         f"{TIE} {pair.worse}" if pair.tie else pair.worse, str(pair.examples),
+                         _signed(pair.difference), format_number(pair.p_value), outcome])
+    return rows
+
+
+def published_lines(result: BuildResult) -> list[str]:
+    """The section's sentences besides the tables: each published ranking, the summary per task, the notes."""
+    section = result.published
+    lines = [f'{entry.source} ({entry.metric}): "{entry.claim}"; claimed ranking, best first: '
+             f"{ranking_text(entry.ranking)}"
+             for entry in section.entries]
+    return lines + published_summary(section) + section.notes
+
+
 _MARKDOWN_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "*": "\\*", "\\": "\\\\",
                      "\n": " ", "\r": " "}
 
@@ -349,6 +406,12 @@ def render_readme(result: BuildResult) -> str:
     lines += [f"- {markdown_text(line)}" for line in rivals_lines(result)] + [""]
     if result.rivals.rows:
         lines += [table(RIVALS_HEADERS, rivals_table_rows(result)), ""]
+    if result.published.entries:
+        lines += [f"## {PUBLISHED_HEADING}", "", markdown_text(PUBLISHED_INTRO), ""]
+        lines += [f"- {markdown_text(line)}" for line in published_lines(result)] + [""]
+        if result.published.tasks:
+            lines += [table(PUBLISHED_OBSERVED_HEADERS, published_observed_rows(result)), "",
+                      table(PUBLISHED_PAIRS_HEADERS, published_pairs_rows(result)), ""]
     if result.agreement or result.diagnosticity:
         lines += [f"## {AGREEMENT_HEADING}", "", markdown_text(AGREEMENT_INTRO), ""]
         if result.agreement:
@@ -388,6 +451,7 @@ def results_document(result: BuildResult) -> dict:
         "overall": [asdict(row) for row in result.overall],
         "claims": claims_document(result.claims),
         "efficient_against_decompositions": rivals_document(result.rivals),
+        "published_rankings": published_document(result.published),
         "metric_agreement": [asdict(row) for row in result.agreement],
         "diagnosticity": [asdict(row) for row in result.diagnosticity],
         "cost": [asdict(row) for row in result.cost],

@@ -20,6 +20,22 @@ MODEL_KINDS = ("minilm", "tiny")
 PERTURBATION_MODES = ("remove", "mask")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_CITATION_KEY_RE = re.compile(r"^[^\s,{}()\"#%'=\\]+$")  # what BibTeX takes as an entry's key
+
+
+@dataclass(frozen=True)
+class PublishedRanking:
+    """One entry of the board's `published_rankings`: a paper's ranking of some of the board's explainers on one
+    metric, best tier first; the members of a tier are claimed to be about equal."""
+
+    source: str  # the paper's citation key
+    claim: str  # what the paper says, in a sentence
+    metric: str
+    ranking: tuple[tuple[str, ...], ...]
+
+    @property
+    def explainers(self) -> tuple[str, ...]:
+        return tuple(name for tier in self.ranking for name in tier)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,8 @@ class BoardSpec:
     explainer_specs: dict[str, str] = field(default_factory=dict)
     # task -> a classifier folder (relative to the board folder) or hub id, for tasks not on their reference model
     models: dict[str, str] = field(default_factory=dict)
+    # papers' rankings of the board's explainers, checked against the board's numbers (effbench.leaderboard.published)
+    published_rankings: tuple[PublishedRanking, ...] = ()
 
     def limit_for(self, task: str) -> int:
         return self.limits[task]
@@ -56,7 +74,7 @@ class BoardSpec:
 
 
 _BOARD_FIELDS = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit",
-                 "batch_size", "seed", "model_kind", "model", "perturbation")
+                 "batch_size", "seed", "model_kind", "model", "perturbation", "published_rankings")
 _BOARD_REQUIRED = ("name", "description", "tasks", "explainers", "metrics", "main_metric", "limit")
 
 
@@ -150,17 +168,77 @@ def load_board(board_dir: str | Path) -> BoardSpec:
     else:
         raise fail("model", "a classifier folder (relative to the board folder) or hub id, or a mapping from some "
                             f"of the board's tasks ({', '.join(tasks)}) to one; tasks without one use their reference model")
+    published = _published_rankings(data["published_rankings"], board_file, explainers, metrics) \
+        if "published_rankings" in data else ()
 
     return BoardSpec(name=name, description=description.strip(), tasks=tuple(tasks), explainers=explainers,
                      metrics=metrics, main_metric=main_metric, limits=limits, batch_size=batch_size, seed=seed,
                      model_kind=model_kind, perturbation=perturbation, folder=folder, explainer_specs=explainer_specs,
-                     models=models)
+                     models=models, published_rankings=published)
 
 
 def _known_names_hint(kind: str, name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     return f"known {kind} names; {excerpt(name)} is not one{hint}. Available: {', '.join(known)}"
+
+
+_PUBLISHED_KEYS = ("source", "claim", "metric", "ranking")
+_PUBLISHED_ALLOWED = ("a non-empty list of entries, each a mapping with source (a citation key), claim (a sentence), "
+                      "metric (one of the board's metrics) and ranking (a list of tiers, best first, each a list of "
+                      "the board's explainers)")
+_RANKING_ALLOWED = ("a list of at least two tiers, best first, each a non-empty list of explainer names, e.g. "
+                    "[[alti], [saliency, grad_x_input], [attention_rollout]]")
+
+
+def _published_rankings(value: Any, board_file: Path, explainers: dict[str, dict],
+                        metrics: dict[str, dict]) -> tuple[PublishedRanking, ...]:
+    """The board's `published_rankings`, each entry checked against the board's metrics and explainers."""
+    if not isinstance(value, list) or not value:
+        raise CardError(f"{board_file}: field 'published_rankings' (got {excerpt(value)}) must be {_PUBLISHED_ALLOWED}")
+    entries = []
+    for number, entry in enumerate(value, start=1):
+        where = f"{board_file}: field 'published_rankings', entry {number}"
+        if not isinstance(entry, dict):
+            raise CardError(f"{where} (got {excerpt(entry)}) must be a mapping with {', '.join(_PUBLISHED_KEYS)}")
+        if isinstance(entry.get("source"), str) and _CITATION_KEY_RE.match(entry["source"]):
+            where += f" ({excerpt(entry['source'])})"
+
+        def fail(key: str, allowed: str) -> CardError:
+            return CardError(f"{where}: {key} (got {excerpt(entry[key])}) must be {allowed}")
+
+        for key in entry:
+            if key not in _PUBLISHED_KEYS:
+                close = difflib.get_close_matches(str(key), _PUBLISHED_KEYS, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise CardError(f"{where}: unknown key {excerpt(key)}.{hint} Allowed keys: {', '.join(_PUBLISHED_KEYS)}")
+        for key in _PUBLISHED_KEYS:
+            if key not in entry:
+                raise CardError(f"{where}: missing key {key!r} (an entry has {', '.join(_PUBLISHED_KEYS)})")
+        source, claim, metric, ranking = (entry[key] for key in _PUBLISHED_KEYS)
+        if not isinstance(source, str) or not _CITATION_KEY_RE.match(source):
+            raise fail("source", "a citation key: a non-empty string without spaces, commas, braces or quotes, e.g. "
+                                 "ferrando2022measuring")
+        if not isinstance(claim, str) or not claim.strip():
+            raise fail("claim", "a non-empty string: what the paper says, in a sentence")
+        if metric not in metrics:
+            raise fail("metric", f"one of the board's metrics: {', '.join(metrics)}")
+        if (not isinstance(ranking, list) or len(ranking) < 2
+                or not all(isinstance(tier, list) and tier and all(isinstance(n, str) for n in tier) for tier in ranking)):
+            raise fail("ranking", _RANKING_ALLOWED)
+        seen: set[str] = set()
+        for name in (name for tier in ranking for name in tier):
+            if name not in explainers:
+                close = difflib.get_close_matches(name, list(explainers), n=3)
+                hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+                raise fail("ranking", f"tiers of the board's explainers; {excerpt(name)} is not one{hint}. The board's "
+                                      f"explainers: {', '.join(explainers)}")
+            if name in seen:
+                raise fail("ranking", f"a ranking that names each explainer once; {excerpt(name)} is named twice")
+            seen.add(name)
+        entries.append(PublishedRanking(source=source, claim=" ".join(claim.split()), metric=metric,
+                                        ranking=tuple(tuple(tier) for tier in ranking)))
+    return tuple(entries)
 
 
 def _components(value: Any, fail: Callable[[str, str], CardError], key: str, known: Sequence[str]) -> dict[str, dict]:
