@@ -68,6 +68,21 @@ def test_a_metric_that_cannot_tell_explainers_from_random_sits_near_half(tmp_pat
     assert 0.25 < row.share_above_random < 0.6
 
 
+def test_an_unbounded_metric_is_judged_against_its_own_scale_not_an_absolute_margin(tmp_path):
+    """Infidelity's values are about 0.003: explainers 30% below random are told from it (an absolute margin of
+    0.01 would call none of them better), and explainers within 0.5% of random are not."""
+    board = write_board(tmp_path, tasks=["mr-sentences"], explainers=EXPLAINERS, metrics=["infidelity"],
+                        main_metric="infidelity")
+    baseline = [abs(v) for v in synthetic_values(0, 0.003, spread=0.0005)]
+    for index, explainer in enumerate(EXPLAINERS):
+        factor = 1.0 if explainer == "random" else (0.7 if explainer != "grad_x_input" else 0.995)
+        record, rows = make_record("mr-sentences", explainer, {"infidelity": [v * factor for v in baseline]})
+        write_record(board, record, rows)
+    [row] = build_board(board).diagnosticity
+    assert row.pairs == 3 * 30
+    assert row.share_above_random == pytest.approx(2 / 3)  # saliency and IG on every example, grad_x_input never
+
+
 def test_the_cost_table_is_per_example_and_marks_records_without_pass_counts(tmp_path):
     result = build_board(checks_board(tmp_path))
     cost = {row.explainer: row for row in result.cost}

@@ -34,6 +34,9 @@ METRIC_META = {
                     "citation": "@inproceedings{deyoung-etal-2020-eraser,\n  title = {ERASER}\n}"},
     "sparsity": {"family": "sparsity", "direction": "higher", "range": [0.0, 1.0], "params": {},
                  "citation": "@inproceedings{chalasani2020concise,\n  title = {Concise Explanations}\n}"},
+    "infidelity": {"family": "robustness", "direction": "lower", "range": [0.0, float("inf")],
+                   "params": {"noise_std": 0.1, "samples": 10, "normalize": True, "seed": 0},
+                   "citation": "@inproceedings{yeh2019fidelity,\n  title = {On the (In)fidelity}\n}"},
 }
 
 

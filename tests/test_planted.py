@@ -274,3 +274,39 @@ def test_the_readme_option_is_the_shipped_cards():
     shipped = yaml.safe_load((REPO_ROOT / "tasks" / "mr-sentences-trigger.yaml").read_text())["plant_trigger"]
     assert option == shipped
     assert get_card("mr-sentences-trigger").plant_trigger == parse_plant_trigger(option)
+
+
+def test_the_committed_trigger_board_ranks_the_oracle_first_and_random_at_chance(tmp_path):
+    """The shipped board `trigger` (MiniLM on mr-sentences-trigger's whole test set): the oracle is first on every
+    localisation metric (an explainer that also always finds the trigger may tie it), and random sits at chance (as in test_random_sits_at_chance,
+    with m the scorable tokens each planted row lists; the evidence is the one trigger wordpiece)."""
+    import shutil
+
+    from effbench.leaderboard import build_board
+    from effbench.paths import REPO_ROOT
+
+    committed = REPO_ROOT / "leaderboards" / "trigger"
+    if not any(committed.glob("records/*/*/record.json")):
+        pytest.skip("the trigger board has no records")
+    copy = tmp_path / "trigger"
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("superseded"))
+    result = build_board(copy)
+    records = result.records["mr-sentences-trigger"]
+    assert set(records) == set(result.board.explainers)
+    for name in LOCALISATION:
+        standings = {s.explainer: s for s in result.standings if s.metric == name}
+        assert standings["oracle"].rank == 1 and standings["oracle"].mean == 1.0 and standings["oracle"].n == 90
+        assert all(s.mean <= 1.0 for s in standings.values())
+    sizes = [len(row["tokens"]) for row in records["random"].rows if row["tokens"].count(TRIGGER["token"]) == 1]
+    assert len(sizes) == 90
+    n = len(sizes)
+    random_values = records["random"].values
+    ap = [v for v in random_values("localisation_auprc").values() if not math.isnan(v)]
+    hits = [v for v in random_values("pointing_game").values() if not math.isnan(v)]
+    assert len(ap) == len(hits) == n
+    expected_ap = sum(harmonic(m) / m for m in sizes) / n
+    spread_ap = math.sqrt(sum(harmonic(m, 2) / m - (harmonic(m) / m) ** 2 for m in sizes)) / n
+    expected_hits = sum(1 / m for m in sizes) / n
+    spread_hits = math.sqrt(sum((1 / m) * (1 - 1 / m) for m in sizes)) / n
+    assert abs(np.mean(ap) - expected_ap) <= 4 * spread_ap
+    assert abs(np.mean(hits) - expected_hits) <= 4 * spread_hits

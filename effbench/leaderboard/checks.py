@@ -6,8 +6,10 @@ ranking, whether each metric tells explainers from random, and what each explain
   should order explainers alike; a tau near 0 or below says they do not.
 - **Diagnosticity** (after Chan et al. 2022): per task and metric, the share of (example, explainer)
   pairs in which an explainer other than `random` scores better than `random` on the same example by
-  more than DIAGNOSTIC_MARGIN of the metric's range. A metric that cannot tell explainers from random
-  sits near or below 0.5.
+  more than DIAGNOSTIC_MARGIN of the metric's range; for a metric without a finite range (infidelity,
+  sensitivity-max), of its scale on the task, the median absolute value of random's values there (an
+  absolute margin would swamp infidelity's values of about 0.003). A metric that cannot tell explainers
+  from random sits near or below 0.5.
 - **Cost**: per task and explainer, seconds and forward rows per example computed, from the records'
   `timings_seconds_this_session` and `passes_this_session` (records made before passes were counted
   show none).
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from effbench.leaderboard.ranking import BuildResult, metric_order
 
 RANDOM = "random"
-DIAGNOSTIC_MARGIN = 0.01  # of the metric's range
+DIAGNOSTIC_MARGIN = 0.01  # of the metric's range, or of its scale on the task where the range is unbounded
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,10 @@ def diagnosticity(result: BuildResult) -> list[DiagnosticityRow]:
         for metric in metric_order(result.board, result.metrics):
             info = result.metrics[metric]
             low, high = info["range"]
-            margin = DIAGNOSTIC_MARGIN * (high - low) if math.isfinite(high - low) else DIAGNOSTIC_MARGIN
             if metric not in records[RANDOM].record["results"]:
                 continue
             random_values = records[RANDOM].values(metric)
+            margin = DIAGNOSTIC_MARGIN * (high - low if math.isfinite(high - low) else _scale(random_values.values()))
             above = pairs = 0
             for explainer, record in records.items():
                 if explainer == RANDOM or metric not in record.record["results"]:
@@ -106,6 +108,15 @@ def diagnosticity(result: BuildResult) -> list[DiagnosticityRow]:
                     above += _oriented(value - baseline, info["direction"]) > margin
             rows.append(DiagnosticityRow(task, metric, pairs, above / pairs if pairs else float("nan")))
     return rows
+
+
+def _scale(values) -> float:
+    """The median absolute value of the finite `values` (0 when there are none)."""
+    finite = sorted(abs(value) for value in values if math.isfinite(value))
+    if not finite:
+        return 0.0
+    middle = len(finite) // 2
+    return finite[middle] if len(finite) % 2 else (finite[middle - 1] + finite[middle]) / 2
 
 
 def cost(result: BuildResult) -> list[CostRow]:

@@ -329,7 +329,8 @@ AGREEMENT_INTRO = ("Kendall's tau-b between the explainers' rankings by each pai
                    "higher is better), per task: near 1 the two metrics order the explainers alike, near 0 or below "
                    "they do not. Diagnosticity: the share of (example, explainer) pairs in which an explainer other "
                    f"than random scores better than random on the same example by more than {DIAGNOSTIC_MARGIN:g} "
-                   "of the metric's range (after Chan et al. 2022); near or below 0.5 a metric hardly tells "
+                   "of the metric's range, or, for a metric without a finite range, of the median absolute value of "
+                   "random's values on the task (after Chan et al. 2022); near or below 0.5 a metric hardly tells "
                    "explainers from random.")
 COST_HEADING = "Cost"
 COST_INTRO = ("Per example computed, in the session each record's figures are from: seconds of the explainer and of "
