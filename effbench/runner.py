@@ -356,15 +356,15 @@ def score_batch(model, explainer, batch, facts, metric_objects, config: RunConfi
     from effbench.metrics.perturbation import PerturbationEngine
 
     engine = PerturbationEngine(model, mode=config.perturbation, sets_family=f"sets of {explainer.name}")
-    started, forwarded, backward = time.perf_counter(), model.rows_forwarded, model.rows_backward
+    started, forwarded, backward = time.perf_counter(), model.passes.forwarded, model.passes.backward
     attribution = _explain(explainer, model, batch, where)
     cost["seconds"]["explainer"] += time.perf_counter() - started
-    cost["passes"]["explainer"]["computed"] += model.rows_forwarded - forwarded
-    cost["passes"]["explainer"]["backward"] += model.rows_backward - backward
+    cost["passes"]["explainer"]["computed"] += model.passes.forwarded - forwarded
+    cost["passes"]["explainer"]["backward"] += model.passes.backward - backward
     per_metric = {}
     for metric in metric_objects:
         started, before = time.perf_counter(), _engine_counts(engine)
-        forwarded, backward = model.rows_forwarded, model.rows_backward
+        forwarded, backward = model.passes.forwarded, model.passes.backward
         if isinstance(metric, ExplainerMetric):  # it runs the explainer again
             per_metric[metric.name] = metric.compute(engine, batch, attribution, explainer)
         else:
@@ -374,10 +374,10 @@ def score_batch(model, explainer, batch, facts, metric_objects, config: RunConfi
         for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
             passes[count] += now - then
         # rows a metric runs itself, outside the engine (the explainer metrics' noisy inputs and re-explanations)
-        outside_engine = (model.rows_forwarded - forwarded) - (_engine_counts(engine)[1] - before[1])
+        outside_engine = (model.passes.forwarded - forwarded) - (_engine_counts(engine)[1] - before[1])
         passes["requested"] += outside_engine
         passes["computed"] += outside_engine
-        passes["backward"] += model.rows_backward - backward
+        passes["backward"] += model.passes.backward - backward
     cost["computed_examples"] += len(batch)
     return _rows(model, batch, attribution, per_metric, input_facts=facts)
 

@@ -139,7 +139,8 @@ def test_a_rerun_computes_no_metric_pass_and_gives_the_same_record(toy_env, tmp_
 
 
 def test_records_count_the_backward_rows_of_explainers_and_of_metrics_that_rerun_them(toy_env, tmp_path):
-    records = _run(tmp_path, ["raw_attention", "saliency", "integrated_gradients"], ["necessity", "sensitivity_max"])
+    records = _run(tmp_path, ["raw_attention", "saliency", "integrated_gradients"],
+                   ["necessity", "sensitivity_max", "model_randomisation"])
     passes = {record["explainer"]["name"]: record["passes_this_session"] for record in records}
     examples = 10
     assert passes["raw_attention"]["explainer"]["backward"] == 0
@@ -150,6 +151,10 @@ def test_records_count_the_backward_rows_of_explainers_and_of_metrics_that_rerun
     assert passes["saliency"]["sensitivity_max"]["backward"] == (1 + 5) * examples
     assert passes["raw_attention"]["sensitivity_max"]["backward"] == 0
     assert passes["raw_attention"]["sensitivity_max"]["computed"] >= 5 * examples  # its forwards, outside the engine
+    # the randomisation check explains each batch again on a re-initialised copy of the model, whose passes count too
+    assert passes["saliency"]["model_randomisation"]["backward"] == examples
+    assert passes["integrated_gradients"]["model_randomisation"]["backward"] == 20 * examples
+    assert passes["raw_attention"]["model_randomisation"]["computed"] == examples  # one forward of each batch
 
 
 def test_minimal_conditions_reuse_the_necessity_and_sufficiency_passes(toy_env, tmp_path):

@@ -262,6 +262,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class PassCounts:
+    """Rows through a model: `forwarded` (every sequence of every forward pass) and `backward` (those whose
+    logits a gradient flowed back from)."""
+
+    forwarded: int = 0
+    backward: int = 0
+
+
 class ClassifierAdapter:
     """A sequence classifier in eval mode, with access to its attention internals."""
 
@@ -300,8 +309,9 @@ class ClassifierAdapter:
         self.perturbation_cache: dict = {}
         # the persistent cache of whole perturbation requests (effbench.forward_cache.ForwardCache), set by a run
         self.forward_cache = None
-        self.rows_forwarded = 0  # every sequence through the model, padded or not: a run's passes computed
-        self.rows_backward = 0  # every sequence whose logits a gradient flowed back from (counted by a tensor hook)
+        # the sequences through the model (padded or not) and those a gradient flowed back from; one object that
+        # copies of the adapter share (the randomisation check's re-initialised model), so their passes count too
+        self.passes = PassCounts()
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, max_length: int, truncation_side: str | None = None,
@@ -408,7 +418,7 @@ class ClassifierAdapter:
         Decoders run their base model with positions counted from the attention mask (left or right
         padding give the same numbers) and are read at the last non-padding token by `decoder_head`."""
         attention_mask = attention_mask.to(self.device)
-        self.rows_forwarded += len(attention_mask)
+        self.passes.forwarded += len(attention_mask)
         inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids.to(self.device)}
         if self.architecture.readout == "first":
             out = self.model(attention_mask=attention_mask, **inputs, **outputs)
@@ -421,12 +431,12 @@ class ClassifierAdapter:
         return self._counting_backward(_attribute(self.model, self.architecture.decoder_head)(read)), out
 
     def _counting_backward(self, logits: torch.Tensor) -> torch.Tensor:
-        """`logits`, which add their rows to `rows_backward` each time a gradient flows back through them."""
+        """`logits`, which add their rows to `passes.backward` each time a gradient flows back through them."""
         if logits.requires_grad:
-            rows = len(logits)
+            rows, passes = len(logits), self.passes
 
             def count(gradient):
-                self.rows_backward += rows
+                passes.backward += rows
 
             logits.register_hook(count)
         return logits
