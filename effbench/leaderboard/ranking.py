@@ -42,8 +42,9 @@ def rank_explainers(
     means: dict[str, float], values: dict[str, dict[str, float]], direction: str, seed: int = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> list[RankedEntry]:
-    """Rank explainers by mean in the metric's direction (NaN last, ties by name), testing each against
-    the next-ranked and the top-ranked one with a paired bootstrap on the values of shared example ids."""
+    """Rank explainers by mean in the metric's direction (NaN last; listed by name where means are equal, which
+    share a rank: competition ranking, 1, 1, 3), testing each against the next-listed and the top-listed one with a
+    paired bootstrap on the values of shared example ids."""
     from effbench.stats import paired_bootstrap_pvalue
 
     def key(name: str) -> tuple:
@@ -61,10 +62,12 @@ def rank_explainers(
     ranked = []
     best = order[0] if order else None
     for position, name in enumerate(order):
+        shares_rank = position > 0 and math.isfinite(means[name]) and means[name] == means[order[position - 1]]
+        rank = ranked[-1].rank if shares_rank else position + 1
         p_next = p_value(name, order[position + 1]) if position + 1 < len(order) else None
         p_best = p_value(name, best) if name != best else None
         ranked.append(RankedEntry(
-            explainer=name, mean=means[name], rank=position + 1, p_vs_next=p_next,
+            explainer=name, mean=means[name], rank=rank, p_vs_next=p_next,
             significant_vs_next=None if p_next is None else p_next < SIGNIFICANCE_LEVEL,
             p_vs_best=p_best, tied_with_best=name == best or (p_best is not None and p_best >= SIGNIFICANCE_LEVEL),
         ))
@@ -165,13 +168,16 @@ class BuildResult:
         return next((s for s in self.standings if (s.task, s.explainer, s.metric) == (task, explainer, metric)), None)
 
     def ranked_explainers(self, task: str) -> list[str]:
-        """A task's explainers, by their rank on the main metric (those without it last, by board order)."""
+        """A task's explainers, by their rank on the main metric (a shared rank by name, as `rank_explainers` lists
+        them; those without it last, by board order)."""
         explainers = list(self.records.get(task, {}))
         order = list(self.board.explainers)
 
         def key(name: str) -> tuple:
             standing = self.standing(task, name, self.board.main_metric)
-            return (standing is None, standing.rank if standing else 0, order.index(name) if name in order else len(order))
+            if standing is None:
+                return (True, 0, "", order.index(name) if name in order else len(order))
+            return (False, standing.rank, name, 0)
 
         return sorted(explainers, key=key)
 
