@@ -370,11 +370,11 @@ def score_batch(model, explainer, batch, facts, metric_objects, config: RunConfi
         else:
             per_metric[metric.name] = metric.compute(engine, batch, attribution)
         cost["seconds"][metric.name] += time.perf_counter() - started
-        passes = cost["passes"][metric.name]
-        for count, now, then in zip(("requested", "computed", "from_forward_cache"), _engine_counts(engine), before):
+        passes, after = cost["passes"][metric.name], _engine_counts(engine)
+        for count, now, then in zip(("requested", "computed", "from_forward_cache"), after, before):
             passes[count] += now - then
         # rows a metric runs itself, outside the engine (the explainer metrics' noisy inputs and re-explanations)
-        outside_engine = (model.passes.forwarded - forwarded) - (_engine_counts(engine)[1] - before[1])
+        outside_engine = (model.passes.forwarded - forwarded) - (after[1] - before[1])
         passes["requested"] += outside_engine
         passes["computed"] += outside_engine
         passes["backward"] += model.passes.backward - backward

@@ -227,6 +227,17 @@ def test_the_oracle_ranks_first_end_to_end(planted_env, tmp_path):
         assert results["oracle"][name]["mean"] >= results["saliency"][name]["mean"]
 
 
+def chance(sizes: list[int]) -> tuple[float, float, float, float]:
+    """Random's expected AUPRC and pointing game over examples with one evidence token among m scorable ones
+    (m in `sizes`), each with the standard deviation of the mean: (AUPRC, its spread, hits, their spread)."""
+    n = len(sizes)
+    expected_ap = sum(harmonic(m) / m for m in sizes) / n
+    spread_ap = math.sqrt(sum(harmonic(m, 2) / m - (harmonic(m) / m) ** 2 for m in sizes)) / n
+    expected_hits = sum(1 / m for m in sizes) / n
+    spread_hits = math.sqrt(sum((1 / m) * (1 - 1 / m) for m in sizes)) / n
+    return expected_ap, spread_ap, expected_hits, spread_hits
+
+
 def test_random_sits_at_chance(planted_env):
     """With one evidence token among m scorable ones and i.i.d. uniform scores, the evidence's rank r is uniform on
     1..m: random's average precision is 1/r (mean H_m / m, second moment H2_m / m, H2 the sum of 1/r^2; not the
@@ -251,12 +262,8 @@ def test_random_sits_at_chance(planted_env):
             result = get_metric(name).compute(PerturbationEngine(adapter), batch, attribution)
             assert result.flags == [[]] * len(batch)
             values[name] += result.values.tolist()
-    n = len(sizes)
-    assert n > 500
-    expected_ap = sum(harmonic(m) / m for m in sizes) / n
-    spread_ap = math.sqrt(sum(harmonic(m, 2) / m - (harmonic(m) / m) ** 2 for m in sizes)) / n
-    expected_hits = sum(1 / m for m in sizes) / n
-    spread_hits = math.sqrt(sum((1 / m) * (1 - 1 / m) for m in sizes)) / n
+    assert len(sizes) > 500
+    expected_ap, spread_ap, expected_hits, spread_hits = chance(sizes)
     # the tolerances are tight enough to fail a pointing game that never hits, or an AUPRC at the naive level 1/m
     assert 4 * spread_hits < 0.6 * expected_hits and 4 * spread_ap < 0.6 * (expected_ap - expected_hits)
     assert abs(np.mean(values["localisation_auprc"]) - expected_ap) <= 4 * spread_ap
@@ -299,14 +306,10 @@ def test_the_committed_trigger_board_ranks_the_oracle_first_and_random_at_chance
         assert all(s.mean <= 1.0 for s in standings.values())
     sizes = [len(row["tokens"]) for row in records["random"].rows if row["tokens"].count(TRIGGER["token"]) == 1]
     assert len(sizes) == 90
-    n = len(sizes)
     random_values = records["random"].values
     ap = [v for v in random_values("localisation_auprc").values() if not math.isnan(v)]
     hits = [v for v in random_values("pointing_game").values() if not math.isnan(v)]
-    assert len(ap) == len(hits) == n
-    expected_ap = sum(harmonic(m) / m for m in sizes) / n
-    spread_ap = math.sqrt(sum(harmonic(m, 2) / m - (harmonic(m) / m) ** 2 for m in sizes)) / n
-    expected_hits = sum(1 / m for m in sizes) / n
-    spread_hits = math.sqrt(sum((1 / m) * (1 - 1 / m) for m in sizes)) / n
+    assert len(ap) == len(hits) == len(sizes)
+    expected_ap, spread_ap, expected_hits, spread_hits = chance(sizes)
     assert abs(np.mean(ap) - expected_ap) <= 4 * spread_ap
     assert abs(np.mean(hits) - expected_hits) <= 4 * spread_hits

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from dataclasses import dataclass
 
 from effbench.leaderboard.ranking import BuildResult, metric_order
@@ -112,11 +113,8 @@ def diagnosticity(result: BuildResult) -> list[DiagnosticityRow]:
 
 def _scale(values) -> float:
     """The median absolute value of the finite `values` (0 when there are none)."""
-    finite = sorted(abs(value) for value in values if math.isfinite(value))
-    if not finite:
-        return 0.0
-    middle = len(finite) // 2
-    return finite[middle] if len(finite) % 2 else (finite[middle - 1] + finite[middle]) / 2
+    finite = [abs(value) for value in values if math.isfinite(value)]
+    return statistics.median(finite) if finite else 0.0
 
 
 def cost(result: BuildResult) -> list[CostRow]:

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from itertools import combinations
 
-from effbench.leaderboard.ranking import _paired, compare_paired, favoured
+from effbench.leaderboard.ranking import _paired, compare_paired, favoured, mean_order_key
 from effbench.leaderboard.records import BoardRecord, _as_float
 from effbench.leaderboard.spec import BoardSpec, PublishedRanking
 
@@ -104,16 +104,11 @@ def _reproduce(entry: PublishedRanking, task: str, direction: str, having: dict[
     pairs += [_compare(first, second, True, direction, having, entry.metric, seed)
               for tier in tiers for first, second in combinations(tier, 2)]
     means = {name: _as_float(record.record["results"][entry.metric]["mean"]) for name, record in having.items()}
-
-    def key(name: str) -> tuple:  # as `rank_explainers` orders them: undefined last, ties in the ranking's order
-        mean = means[name]
-        undefined = not math.isfinite(mean)
-        return (undefined, 0.0 if undefined else (-mean if direction == "higher" else mean))
-
+    observed = sorted(having, key=lambda name: mean_order_key(means[name], direction))  # ties in the ranking's order
     return PublishedTask(
         source=entry.source, task=task, metric=entry.metric, direction=direction,
         examples=len(next(iter(having.values())).rows), compared=list(having),
-        observed=[{"explainer": name, "mean": means[name]} for name in sorted(having, key=key)], pairs=pairs,
+        observed=[{"explainer": name, "mean": means[name]} for name in observed], pairs=pairs,
     )
 
 

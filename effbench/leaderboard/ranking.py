@@ -38,6 +38,12 @@ def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[list[float], list
     return [a[i] for i in ids], [b[i] for i in ids]
 
 
+def mean_order_key(mean: float, direction: str) -> tuple[bool, float]:
+    """Sorts means best first in the metric's direction, undefined (NaN) ones last."""
+    undefined = not math.isfinite(mean)
+    return undefined, 0.0 if undefined else (-mean if direction == "higher" else mean)
+
+
 def rank_explainers(
     means: dict[str, float], values: dict[str, dict[str, float]], direction: str, seed: int = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
@@ -47,12 +53,7 @@ def rank_explainers(
     paired bootstrap on the values of shared example ids."""
     from effbench.stats import paired_bootstrap_pvalue
 
-    def key(name: str) -> tuple:
-        mean = means[name]
-        undefined = not math.isfinite(mean)
-        return (undefined, 0.0 if undefined else (-mean if direction == "higher" else mean), name)
-
-    order = sorted(means, key=key)
+    order = sorted(means, key=lambda name: (*mean_order_key(means[name], direction), name))
 
     def p_value(a: str, b: str) -> float | None:
         first, second = _paired(values[a], values[b])

@@ -96,9 +96,7 @@ def load_board(board_dir: str | Path) -> BoardSpec:
 
     for key in data:
         if key not in _BOARD_FIELDS:
-            close = difflib.get_close_matches(str(key), _BOARD_FIELDS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise CardError(f"{board_file}: unknown field {excerpt(key)}.{hint} Allowed fields: {', '.join(_BOARD_FIELDS)}")
+            raise _unknown_key(str(board_file), key, _BOARD_FIELDS, "field")
     for key in _BOARD_REQUIRED:
         if key not in data:
             raise CardError(f"{board_file}: missing required field {key!r}")
@@ -177,10 +175,21 @@ def load_board(board_dir: str | Path) -> BoardSpec:
                      models=models, published_rankings=published)
 
 
+def _unknown_key(where: str, key: Any, allowed: Sequence[str], noun: str) -> CardError:
+    """"unknown <noun> KEY. Did you mean ...? Allowed <noun>s: ..." for a mapping's key outside `allowed`."""
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return CardError(f"{where}: unknown {noun} {excerpt(key)}.{hint} Allowed {noun}s: {', '.join(allowed)}")
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    """" (did you mean 'a' or 'b'?)" for the known names closest to `name`, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=3)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def _known_names_hint(kind: str, name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return f"known {kind} names; {excerpt(name)} is not one{hint}. Available: {', '.join(known)}"
+    return f"known {kind} names; {excerpt(name)} is not one{_did_you_mean(name, known)}. Available: {', '.join(known)}"
 
 
 _PUBLISHED_KEYS = ("source", "claim", "metric", "ranking")
@@ -209,9 +218,7 @@ def _published_rankings(value: Any, board_file: Path, explainers: dict[str, dict
 
         for key in entry:
             if key not in _PUBLISHED_KEYS:
-                close = difflib.get_close_matches(str(key), _PUBLISHED_KEYS, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise CardError(f"{where}: unknown key {excerpt(key)}.{hint} Allowed keys: {', '.join(_PUBLISHED_KEYS)}")
+                raise _unknown_key(where, key, _PUBLISHED_KEYS, "key")
         for key in _PUBLISHED_KEYS:
             if key not in entry:
                 raise CardError(f"{where}: missing key {key!r} (an entry has {', '.join(_PUBLISHED_KEYS)})")
@@ -229,10 +236,8 @@ def _published_rankings(value: Any, board_file: Path, explainers: dict[str, dict
         seen: set[str] = set()
         for name in (name for tier in ranking for name in tier):
             if name not in explainers:
-                close = difflib.get_close_matches(name, list(explainers), n=3)
-                hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-                raise fail("ranking", f"tiers of the board's explainers; {excerpt(name)} is not one{hint}. The board's "
-                                      f"explainers: {', '.join(explainers)}")
+                raise fail("ranking", f"tiers of the board's explainers; {excerpt(name)} is not one"
+                                      f"{_did_you_mean(name, explainers)}. The board's explainers: {', '.join(explainers)}")
             if name in seen:
                 raise fail("ranking", f"a ranking that names each explainer once; {excerpt(name)} is named twice")
             seen.add(name)
