@@ -148,6 +148,32 @@ def test_sensitivity_of_an_explainer_the_hook_cannot_reach_is_nan_with_a_flag(ti
     assert result.flags == [["explainer_not_perturbable"]] * 2
 
 
+def test_a_third_party_explainer_is_rerun_under_the_perturbation_only_when_it_declares_it_reads_through_the_embeddings(
+        tiny_adapter, tiny_examples):
+    from effbench.explainers.base import Explainer
+    from effbench.explainers.gradients import input_vectors
+
+    class EmbeddingNorm(Explainer):  # reads the model through the embedding layer's forward pass
+        name = "embedding_norm"
+        version = 1
+        citation = "@misc{embedding_norm, title={Embedding norm}}"
+
+        def scores(self, model, batch):
+            return input_vectors(model, batch.input_ids, batch.attention_mask, "embedding_output").norm(dim=-1)
+
+    class DeclaredEmbeddingNorm(EmbeddingNorm):
+        reads_model_through_embedding_layer = True
+
+    batch = tiny_adapter.make_batch(tiny_examples[:2])
+    metric = get_metric("sensitivity_max", samples=1)
+    undeclared = EmbeddingNorm()
+    result = metric.compute(PerturbationEngine(tiny_adapter), batch, undeclared.explain(tiny_adapter, batch), undeclared)
+    assert np.isnan(result.values).all() and result.flags == [["explainer_not_perturbable"]] * 2
+    declared = DeclaredEmbeddingNorm()
+    result = metric.compute(PerturbationEngine(tiny_adapter), batch, declared.explain(tiny_adapter, batch), declared)
+    assert not any(result.flags) and np.all(result.values > 1e-6)
+
+
 @pytest.mark.parametrize("name", ["sensitivity_max", "infidelity"])
 def test_robustness_noise_is_seeded_per_example(tiny_adapter, tiny_examples, name):
     batch = tiny_adapter.make_batch(tiny_examples)

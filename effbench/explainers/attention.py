@@ -189,6 +189,7 @@ class AttentionReadout(Explainer):
     defaults: ClassVar[dict[str, Any]] = {"layer": -1, "heads": "mean"}
     readout: ClassVar[str] = "cls"  # unless the parameters choose one
     needs_bases: ClassVar[bool] = True
+    reads_model_through_embedding_layer = True
 
     def validate(self) -> None:
         validate_layer(self.params["layer"])
@@ -341,6 +342,7 @@ class AttentionNorm(Explainer):
 
     name = "attention_norm"
     version = 1
+    reads_model_through_embedding_layer = True
     defaults: ClassVar[dict[str, Any]] = {"layer": -1, "heads": "all"}
     citation = """@inproceedings{kobayashi2020attention,
   title = {Attention is Not Only a Weight: Analyzing Transformers with Vector Norms},

@@ -77,6 +77,7 @@ class GradientExplainer(Explainer):
     """What the three gradient explainers share: the `input_point` parameter."""
 
     defaults: ClassVar[dict[str, Any]] = {"input_point": "embedding_output"}
+    reads_model_through_embedding_layer = True
 
     def validate(self) -> None:
         if self.params["input_point"] not in INPUT_POINTS:

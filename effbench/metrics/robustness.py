@@ -92,11 +92,7 @@ def one_example_batch(batch: Batch, index: int) -> Batch:
 
 def is_perturbable(explainer) -> bool:
     """Whether every model input the explainer reads goes through the embedding layer's forward pass."""
-    from effbench.explainers.attention import AttentionNorm, AttentionReadout
-    from effbench.explainers.gradients import GradientExplainer
-    from effbench.explainers.random import RandomScores
-
-    return isinstance(explainer, (GradientExplainer, AttentionReadout, AttentionNorm, RandomScores))
+    return bool(getattr(type(explainer), "reads_model_through_embedding_layer", False))
 
 
 def sensitivity(base: np.ndarray, perturbed: np.ndarray) -> float:
