@@ -4,9 +4,8 @@ The formula lives in effbench (`effbench.metrics.faithfulness.loo_kendall_tau`);
 """
 
 import datasets
-import evaluate
-import numpy as np
 
+from effbench.metrics import evaluate_module
 from effbench.metrics.faithfulness import JAIN_WALLACE_CITATION, loo_kendall_tau
 
 _DESCRIPTION = """Kendall tau-b between the scores s_j of the scorable tokens and their leave-one-out effects
@@ -29,25 +28,16 @@ Examples:
 """
 
 
-class Faithfulness(evaluate.Metric):
+class Faithfulness(evaluate_module.MetricModule):
     """evaluate's view of effbench's `faithfulness` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=JAIN_WALLACE_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "scores": datasets.Sequence(datasets.Value("float64")),
-                    "full_probability": datasets.Value("float64"),
-                    "leave_one_out_probabilities": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-            reference_urls=["https://aclanthology.org/N19-1357"],
-        )
+    RESULT = "faithfulness"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = JAIN_WALLACE_CITATION
+    FEATURES = {"scores": evaluate_module.FLOATS, "full_probability": datasets.Value("float64"),
+                "leave_one_out_probabilities": evaluate_module.FLOATS}
+    REFERENCE_URLS = ["https://aclanthology.org/N19-1357"]
 
-    def _compute(self, scores, full_probability, leave_one_out_probabilities):
-        results = [loo_kendall_tau(*row) for row in zip(scores, full_probability, leave_one_out_probabilities)]
-        values = [value for value, _ in results]
-        return {"faithfulness": float(np.mean(values)), "per_example": values, "flags": [flags for _, flags in results]}
+    def score_examples(self, scores, full_probability, leave_one_out_probabilities):
+        return [loo_kendall_tau(*row) for row in zip(scores, full_probability, leave_one_out_probabilities)]

@@ -3,10 +3,7 @@
 The formula lives in effbench (`effbench.metrics.robustness.infidelity_from_products`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
-import numpy as np
-
+from effbench.metrics import evaluate_module
 from effbench.metrics.robustness import YEH_CITATION, infidelity_from_products
 
 _DESCRIPTION = """mean_s (beta a_s - d_s)^2 with a_s = I_s . phi and d_s = f(x) - f(x - I_s), beta the least-squares
@@ -18,7 +15,7 @@ Args:
     differences: per example, d_s = f(x) - f(x - I_s), f the target's logit, in the same order.
     normalize: scale the scores by the optimal beta first (default true, as effbench's default).
 Returns:
-    infidelity: the mean over examples; per_example: each example's value.
+    infidelity: the mean over examples; per_example: each example's value; flags: each example's flags (none, here).
 Examples:
     >>> metric = evaluate.load("metrics/infidelity")
     >>> result = metric.compute(products=[[1.0, 2.0]], differences=[[2.0, 4.0]])
@@ -27,25 +24,17 @@ Examples:
 """
 
 
-class Infidelity(evaluate.Metric):
+class Infidelity(evaluate_module.MetricModule):
     """evaluate's view of effbench's `infidelity` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=YEH_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "products": datasets.Sequence(datasets.Value("float64")),
-                    "differences": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-            reference_urls=["https://arxiv.org/abs/1901.09392"],
-        )
+    RESULT = "infidelity"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = YEH_CITATION
+    FEATURES = {"products": evaluate_module.FLOATS, "differences": evaluate_module.FLOATS}
+    REFERENCE_URLS = ["https://arxiv.org/abs/1901.09392"]
 
-    def _compute(self, products, differences, normalize=True):
+    def score_examples(self, products, differences, normalize=True):
         if any(len(a) != len(d) or not a for a, d in zip(products, differences)):
             raise ValueError("each example needs one output change per product, and at least one")
-        values = [infidelity_from_products(a, d, normalize) for a, d in zip(products, differences)]
-        return {"infidelity": float(np.mean(values)), "per_example": values}
+        return [(infidelity_from_products(a, d, normalize), []) for a, d in zip(products, differences)]

@@ -3,10 +3,7 @@
 The formula lives in effbench (`effbench.metrics.localisation.localisation_auprc`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
-import numpy as np
-
+from effbench.metrics import evaluate_module
 from effbench.metrics.localisation import ERASER_CITATION, localisation_auprc
 
 _DESCRIPTION = """Average precision of the scores over the scorable tokens against the evidence tokens. Higher is better. Examples without evidence give NaN and the flag
@@ -27,24 +24,12 @@ Examples:
 """
 
 
-class LocalisationAUPRC(evaluate.Metric):
+class LocalisationAUPRC(evaluate_module.LocalisationModule):
     """evaluate's view of effbench's `localisation_auprc` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=ERASER_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"scores": datasets.Sequence(datasets.Value("float64")),
-                                         "evidence": datasets.Sequence(datasets.Value("int64"))}),
-            reference_urls=["https://aclanthology.org/2020.acl-main.408"],
-        )
-
-    def _compute(self, scores, evidence):
-        if any(len(row_scores) != len(row_evidence) for row_scores, row_evidence in zip(scores, evidence)):
-            raise ValueError("give one evidence value (1 or 0) per score of each example")
-        results = [localisation_auprc(row_scores, row_evidence) for row_scores, row_evidence in zip(scores, evidence)]
-        values = [value for value, _ in results]
-        defined = [value for value in values if not np.isnan(value)]
-        mean = float(np.mean(defined)) if defined else float("nan")
-        return {"localisation_auprc": mean, "per_example": values, "flags": [flags for _, flags in results]}
+    RESULT = "localisation_auprc"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = ERASER_CITATION
+    REFERENCE_URLS = ["https://aclanthology.org/2020.acl-main.408"]
+    LOCALISE = localisation_auprc

@@ -3,11 +3,7 @@
 The formula lives in effbench (`effbench.metrics.minimal.min_necessary`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
-import numpy as np
-
-from effbench.metrics.base import MINIMAL_GRID
+from effbench.metrics import evaluate_module
 from effbench.metrics.minimal import NAIM_ASHER_CITATION, min_necessary
 
 _DESCRIPTION = """The smallest k/m, for k = max(1, ceil(q m)) with q on the grid (distinct ks), such that removing
@@ -31,25 +27,12 @@ Examples:
 """
 
 
-class MinNecessary(evaluate.Metric):
+class MinNecessary(evaluate_module.MinimalConditionModule):
     """evaluate's view of effbench's `min_necessary` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=NAIM_ASHER_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "num_tokens": datasets.Value("int64"),
-                    "target": datasets.Value("int64"),
-                    "grid_probabilities": datasets.Sequence(datasets.Sequence(datasets.Value("float64"))),
-                }
-            ),
-            reference_urls=["https://arxiv.org/abs/2410.18541"],
-        )
-
-    def _compute(self, num_tokens, target, grid_probabilities, grid=MINIMAL_GRID):
-        results = [min_necessary(*row, list(grid)) for row in zip(num_tokens, target, grid_probabilities)]
-        values = [value for value, _ in results]
-        return {"min_necessary": float(np.mean(values)), "per_example": values, "flags": [flags for _, flags in results]}
+    RESULT = "min_necessary"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = NAIM_ASHER_CITATION
+    REFERENCE_URLS = ["https://arxiv.org/abs/2410.18541"]
+    CONDITION = min_necessary

@@ -3,10 +3,9 @@
 The formula lives in effbench (`effbench.metrics.randomisation.spearman`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
 import numpy as np
 
+from effbench.metrics import evaluate_module
 from effbench.metrics.randomisation import ADEBAYO_CITATION, spearman
 
 _DESCRIPTION = """Spearman's rho between an explainer's scores of the scorable tokens on the trained model and on a
@@ -26,27 +25,17 @@ Examples:
 """
 
 
-class ModelRandomisation(evaluate.Metric):
+class ModelRandomisation(evaluate_module.MetricModule):
     """evaluate's view of effbench's `model_randomisation` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=ADEBAYO_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "scores": datasets.Sequence(datasets.Value("float64")),
-                    "randomised_scores": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-            reference_urls=["https://arxiv.org/abs/1810.03292"],
-        )
+    RESULT = "model_randomisation"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = ADEBAYO_CITATION
+    FEATURES = {"scores": evaluate_module.FLOATS, "randomised_scores": evaluate_module.FLOATS}
+    REFERENCE_URLS = ["https://arxiv.org/abs/1810.03292"]
 
-    def _compute(self, scores, randomised_scores):
+    def score_examples(self, scores, randomised_scores):
         if any(len(first) != len(second) for first, second in zip(scores, randomised_scores)):
             raise ValueError("each example needs as many randomised scores as scores")
-        results = [spearman(np.asarray(first), np.asarray(second)) for first, second in zip(scores, randomised_scores)]
-        values = [value for value, _ in results]
-        return {"model_randomisation": float(np.mean(values)), "per_example": values,
-                "flags": [flags for _, flags in results]}
+        return [spearman(np.asarray(first), np.asarray(second)) for first, second in zip(scores, randomised_scores)]

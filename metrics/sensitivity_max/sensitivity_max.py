@@ -4,9 +4,8 @@ The formula lives in effbench (`effbench.metrics.robustness.sensitivity`); this 
 """
 
 import datasets
-import evaluate
-import numpy as np
 
+from effbench.metrics import evaluate_module
 from effbench.metrics.robustness import YEH_CITATION, sensitivity
 
 _DESCRIPTION = """The largest relative change ||phi(x + delta) - phi(x)|| / ||phi(x)|| of the scores over the sampled
@@ -17,7 +16,7 @@ Args:
     scores: per example, the scores of its scorable tokens on the unperturbed input.
     perturbed_scores: per example, the scores on each perturbed input (a list of lists of the same length).
 Returns:
-    sensitivity_max: the mean over examples; per_example: each example's value.
+    sensitivity_max: the mean over examples; per_example: each example's value; flags: each example's flags (none, here).
 Examples:
     >>> metric = evaluate.load("metrics/sensitivity_max")
     >>> result = metric.compute(scores=[[3.0, 4.0]], perturbed_scores=[[[3.0, 4.0], [3.0, 5.0], [0.0, 0.0]]])
@@ -26,25 +25,17 @@ Examples:
 """
 
 
-class SensitivityMax(evaluate.Metric):
+class SensitivityMax(evaluate_module.MetricModule):
     """evaluate's view of effbench's `sensitivity_max` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=YEH_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "scores": datasets.Sequence(datasets.Value("float64")),
-                    "perturbed_scores": datasets.Sequence(datasets.Sequence(datasets.Value("float64"))),
-                }
-            ),
-            reference_urls=["https://arxiv.org/abs/1901.09392"],
-        )
+    RESULT = "sensitivity_max"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = YEH_CITATION
+    FEATURES = {"scores": evaluate_module.FLOATS, "perturbed_scores": datasets.Sequence(evaluate_module.FLOATS)}
+    REFERENCE_URLS = ["https://arxiv.org/abs/1901.09392"]
 
-    def _compute(self, scores, perturbed_scores):
+    def score_examples(self, scores, perturbed_scores):
         if any(not rows or any(len(row) != len(base) for row in rows) for base, rows in zip(scores, perturbed_scores)):
             raise ValueError("each example needs at least one perturbed explanation, each as long as its scores")
-        values = [max(sensitivity(base, row) for row in rows) for base, rows in zip(scores, perturbed_scores)]
-        return {"sensitivity_max": float(np.mean(values)), "per_example": values}
+        return [(max(sensitivity(base, row) for row in rows), []) for base, rows in zip(scores, perturbed_scores)]

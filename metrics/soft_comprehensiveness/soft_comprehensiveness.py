@@ -3,10 +3,7 @@
 The formula lives in effbench (`effbench.metrics.soft_erasure.soft_normalised_comprehensiveness`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
-import numpy as np
-
+from effbench.metrics import evaluate_module
 from effbench.metrics.soft_erasure import ZHAO_ALETRAS_CITATION, soft_normalised_comprehensiveness
 
 _DESCRIPTION = """Soft normalised comprehensiveness (Zhao & Aletras 2023): keep each element of a token's vector with probability 1 - q_j. Higher is better. See README.md."""
@@ -26,27 +23,12 @@ Examples:
 """
 
 
-class SoftComprehensiveness(evaluate.Metric):
+class SoftComprehensiveness(evaluate_module.SoftErasureModule):
     """evaluate's view of effbench's `soft_comprehensiveness` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=ZHAO_ALETRAS_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "full_probability": datasets.Value("float64"),
-                    "null_probability": datasets.Value("float64"),
-                    "perturbed_probabilities": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-            reference_urls=["https://aclanthology.org/2023.acl-long.261", "https://github.com/casszhao/SoftFaith"],
-        )
-
-    def _compute(self, full_probability, null_probability, perturbed_probabilities):
-        if any(len(row) == 0 for row in perturbed_probabilities):
-            raise ValueError("each example needs at least one perturbed probability (one per sampled mask)")
-        results = [soft_normalised_comprehensiveness(*row) for row in zip(full_probability, null_probability, perturbed_probabilities)]
-        values = [value for value, _ in results]
-        return {"soft_comprehensiveness": float(np.mean(values)), "per_example": values, "flags": [flags for _, flags in results]}
+    RESULT = "soft_comprehensiveness"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = ZHAO_ALETRAS_CITATION
+    REFERENCE_URLS = ["https://aclanthology.org/2023.acl-long.261", "https://github.com/casszhao/SoftFaith"]
+    NORMALISED = soft_normalised_comprehensiveness

@@ -3,10 +3,7 @@
 The formula lives in effbench (`effbench.metrics.sparsity.gini`); this module only adapts it to `evaluate`.
 """
 
-import datasets
-import evaluate
-import numpy as np
-
+from effbench.metrics import evaluate_module
 from effbench.metrics.sparsity import CHALASANI_CITATION, gini
 
 _DESCRIPTION = """Gini index of |s| over the scorable tokens: with |s| sorted ascending,
@@ -25,19 +22,15 @@ Examples:
 """
 
 
-class Sparsity(evaluate.Metric):
+class Sparsity(evaluate_module.MetricModule):
     """evaluate's view of effbench's `sparsity` metric (evaluate names the module after this class)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=CHALASANI_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"scores": datasets.Sequence(datasets.Value("float64"))}),
-            reference_urls=["https://proceedings.mlr.press/v119/chalasani20a.html"],
-        )
+    RESULT = "sparsity"
+    DESCRIPTION = _DESCRIPTION
+    INPUTS = _KWARGS_DESCRIPTION
+    CITATION = CHALASANI_CITATION
+    FEATURES = {"scores": evaluate_module.FLOATS}
+    REFERENCE_URLS = ["https://proceedings.mlr.press/v119/chalasani20a.html"]
 
-    def _compute(self, scores):
-        results = [gini(row) for row in scores]
-        values = [value for value, _ in results]
-        return {"sparsity": float(np.mean(values)), "per_example": values, "flags": [flags for _, flags in results]}
+    def score_examples(self, scores):
+        return [gini(row) for row in scores]
