@@ -16,8 +16,9 @@ def test_a_board_by_name_works_in_a_seeded_copy_under_the_current_folder(tmp_pat
     assert folder == tmp_path / "leaderboards" / "standard" or folder.resolve() == (tmp_path / "leaderboards" / "standard")
     seed = shipped_dir("leaderboards") / "standard"
     assert (folder / "board.yaml").read_bytes() == (seed / "board.yaml").read_bytes()
-    assert len(list(folder.rglob("record.json"))) == len(list(seed.rglob("record.json"))) == 40
-    assert "copied its spec and 40 committed records" in capsys.readouterr().err
+    committed = len(list(seed.rglob("record.json")))
+    assert committed > 0 and len(list(folder.rglob("record.json"))) == committed
+    assert f"copied its spec and {committed} committed records" in capsys.readouterr().err
     (folder / "board.yaml").write_text((folder / "board.yaml").read_text() + "\n# edited\n")
     assert board_workspace("standard") == folder and "# edited" in (folder / "board.yaml").read_text()
 

@@ -178,16 +178,20 @@ def test_a_reading_the_split_does_not_describe_is_noted(tmp_path):
     assert "task tweets: the split describes the last layer's readout row, but efficient_attention reads layer 0" in readme
 
 
-def test_the_committed_standard_board_builds_and_says_its_rows_lack_the_facts(tmp_path):
+def test_the_committed_standard_board_splits_every_example_and_finds_efficient_equal_to_raw_on_the_short_ones(
+        tmp_path):
     committed = REPO_ROOT / "leaderboards" / "standard"
     if not any(committed.glob("records/*/*/record.json")):
         pytest.skip("the standard board has no records")
     copy = tmp_path / "standard"
     shutil.copytree(committed, copy)
     result = build_board(copy)
-    assert result.claims.rows == [] and len(result.claims.tasks) == 4
-    assert all(split.without_facts == split.examples for split in result.claims.tasks)
-    assert "task tweets: not split, none of its 100 examples carries the input facts" in (copy / "README.md").read_text()
+    assert result.claims.tasks and result.claims.rows
+    for split in result.claims.tasks:
+        assert split.without_facts == 0 and split.conflicting_facts == 0
+        assert split.short + split.long == split.examples and split.long > 0
+        assert split.short_scores_compared == split.short and split.short_scores_differing == 0
+    assert all(row.differing == 0 for row in result.claims.rows if row.part == SHORT)
 
 
 def test_a_real_run_of_short_inputs_finds_efficient_equal_to_raw(toy_env, tmp_path):
