@@ -18,6 +18,7 @@ COUNT = 30
 EXPLAINERS = ("alti", "saliency", "grad_x_input", "attention_norm", "random")
 # the synthetic means on both metrics: alti 0.6 > saliency = grad_x_input 0.4 > attention_norm 0.2 (random 0.1)
 AS_THE_NUMBERS = [["alti"], ["saliency", "grad_x_input"], ["attention_norm"]]
+ALTI_CITATION = "@inproceedings{ferrando2022measuring,\n  title = {Measuring the Mixing of Contextual Information}\n}"
 
 
 def values_for(seed: int) -> dict[str, list[float]]:
@@ -45,7 +46,9 @@ def published_board(root, entries, *, skip=frozenset()):
         for explainer in EXPLAINERS:
             if (task, explainer) not in skip:
                 values = per_explainer[explainer]
-                write_record(board, *make_record(task, explainer, {"necessity": values, "sufficiency": list(values)}))
+                cited = {"explainer.citation": ALTI_CITATION} if explainer == "alti" else {}
+                write_record(board, *make_record(task, explainer, {"necessity": values, "sufficiency": list(values)},
+                                                 **cited))
     return board
 
 
@@ -152,6 +155,17 @@ def test_one_explainer_alone_is_not_compared(tmp_path):
     assert [task.task for task in result.published.tasks] == ["mr-sentences"]
     assert ("ferrando2022measuring on task tweets: not compared, fewer than two of its explainers have necessity values"
             in result.published.notes)
+
+
+def test_a_source_the_board_does_not_cite_gets_a_note(tmp_path):
+    from effbench.leaderboard.published import published_rankings
+
+    board = published_board(tmp_path, [entry(AS_THE_NUMBERS, source="ferando2022measuring")])
+    result = build_board(board)  # alti's records cite ferrando2022measuring, nothing cites the misspelling
+    assert any(note.startswith("ferando2022measuring: not a key of this board's citations.bib")
+               for note in result.published.notes)
+    cited = published_rankings(result.board, result.records, result.metrics, {"ferando2022measuring"})
+    assert not any("citations.bib" in note for note in cited.notes) and cited.tasks == result.published.tasks
 
 
 def test_readme_html_and_results_json_show_the_section(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from effbench.errors import EffbenchError
 from effbench.leaderboard.checks import cost, diagnosticity, metric_agreement
-from effbench.leaderboard.citations import _citations
+from effbench.leaderboard.citations import _citations, bibtex_key
 from effbench.leaderboard.claims import paper_claims
 from effbench.leaderboard.published import published_rankings
 from effbench.leaderboard.ranking import (
@@ -74,12 +74,13 @@ def build_board(board_dir: str | Path) -> BuildResult:
         if name not in metrics:
             notes.append(f"no record reports metric {name}")
     standings = _standings(board, records, metrics, notes)
+    citations = _citations(loaded)
     result = BuildResult(
         board=board, standings=standings, overall=_overall(board, standings), metrics=metrics,
         provenance=_provenance(loaded), task_provenance=_task_provenance(board, records), records=records,
-        notes=notes, citations=_citations(loaded), claims=paper_claims(board, records, metrics),
+        notes=notes, citations=citations, claims=paper_claims(board, records, metrics),
         rivals=efficient_against_decompositions(board, records, metrics),
-        published=published_rankings(board, records, metrics),
+        published=published_rankings(board, records, metrics, {bibtex_key(entry) for entry in citations}),
     )
     result.agreement, result.diagnosticity, result.cost = metric_agreement(result), diagnosticity(result), cost(result)
     _write_outputs(result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from collections.abc import Collection
 from itertools import combinations
 
 from effbench.leaderboard.ranking import _paired, compare_paired, favoured, mean_order_key
@@ -64,10 +65,14 @@ class PublishedSection:
 
 
 def published_rankings(board: BoardSpec, records: dict[str, dict[str, BoardRecord]],
-                       metrics: dict[str, dict]) -> PublishedSection:
-    """The section's numbers, from the board's accepted records (task -> explainer -> record)."""
+                       metrics: dict[str, dict], citation_keys: Collection[str]) -> PublishedSection:
+    """The section's numbers, from the board's accepted records (task -> explainer -> record). `citation_keys`:
+    the BibTeX keys of the board's citations.bib, where each ranking's source should be found."""
     tasks, notes = [], []
     for entry in board.published_rankings:
+        if entry.source not in citation_keys:
+            notes.append(f"{entry.source}: not a key of this board's citations.bib (no record cites it); check the "
+                         "source's spelling against the explainers' citations")
         if entry.metric not in metrics:
             notes.append(f"{entry.source}: not compared, no record reports metric {entry.metric}")
             continue
