@@ -24,8 +24,8 @@ class Explainer(Component):
 
     kind = "explainer"
     # True when every model input the explainer reads goes through the embedding layer's forward pass, with no
-    # cache keyed by token ids in between (or it reads no model): then a metric that perturbs the embedding output (sensitivity_max)
-    # can rerun it under the perturbation. A third-party explainer opts in by setting it.
+    # cache keyed by token ids in between (or it reads no model): then a metric that perturbs the embedding
+    # output (sensitivity_max) can rerun it under the perturbation. A third-party explainer opts in by setting it.
     reads_model_through_embedding_layer: ClassVar[bool] = False
 
     def scores(self, model: ClassifierAdapter, batch: Batch) -> torch.Tensor:

@@ -30,8 +30,8 @@ class RandomScores(Explainer):
     """
 
     name = "random"
-    reads_model_through_embedding_layer = True  # it reads no model
     version = 1
+    reads_model_through_embedding_layer = True  # it reads no model
     defaults: ClassVar[dict[str, Any]] = {"seed": 0}
     citation = ERASER_CITATION  # random token scores serve as ERASER's baseline
 

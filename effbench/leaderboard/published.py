@@ -11,8 +11,8 @@ separate the two.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from itertools import combinations
 
 from effbench.leaderboard.ranking import _paired, compare_paired, favoured, mean_order_key
