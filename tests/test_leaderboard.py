@@ -370,6 +370,28 @@ def test_records_off_the_board_are_ignored_with_a_note(tmp_path):
     assert "task bbc-news is not on this board" in (board / "README.md").read_text()
 
 
+def test_runs_under_way_are_noted_with_their_progress_and_the_command_that_resumes_them(tmp_path):
+    board = populated_board(tmp_path)
+    (board / "board.yaml").write_text(yaml.safe_dump(board_spec(tasks=["mr-sentences", "tweets", "bbc-news"]),
+                                                     sort_keys=False))
+    for explainer, complete in (("saliency", 12), ("random", 10)):
+        _, rows = make_record("bbc-news", explainer, {"necessity": synthetic_values(0, 0.3, count=12),
+                                                      "sufficiency": synthetic_values(1, 0.3, count=12)})
+        for row in rows[complete:]:
+            del row["metrics"]["sufficiency"]  # stopped between two metrics
+        folder = board / "records" / "bbc-news" / f"{explainer}-0123456789"
+        folder.mkdir(parents=True)
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        (folder / "per_example.jsonl").write_text(text + text.splitlines()[0][:40])  # and a last line cut short
+    result = build_board(board)
+    expected = ("task bbc-news: a run under way in 2 folder(s) with no record yet: 10 to 12 of 30 examples have "
+                "every metric (`effbench leaderboard run demo --task bbc-news` resumes it)")
+    assert expected in result.notes
+    assert "no records yet for task bbc-news" in result.notes
+    assert {s.task for s in result.standings} == {"mr-sentences", "tweets"}
+    assert "10 to 12 of 30 examples have every metric" in (board / "README.md").read_text()
+
+
 # ---- ranking -----------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,14 @@ from effbench.leaderboard.ranking import (
     _standings,
     _task_provenance,
 )
-from effbench.leaderboard.records import BoardRecord, check_records, find_records, load_board_record, mixed_dtypes
+from effbench.leaderboard.records import (
+    BoardRecord,
+    check_records,
+    find_records,
+    load_board_record,
+    mixed_dtypes,
+    unfinished_runs,
+)
 from effbench.leaderboard.report import _write_outputs
 from effbench.leaderboard.rivals import efficient_against_decompositions
 from effbench.leaderboard.spec import RECORDS_DIR, load_board
@@ -68,6 +75,7 @@ def build_board(board_dir: str | Path) -> BuildResult:
             notes.append(f"no records yet for task {task}")
         elif missing:
             notes.append(f"task {task}: no record yet for {', '.join(missing)}")
+    notes += unfinished_runs(board, board_dir, board.metrics)
 
     metrics = _metric_info(board, loaded)
     for name in board.metrics:

@@ -90,6 +90,41 @@ def find_records(board_dir: Path) -> list[Path]:
     return sorted(records_dir.rglob("record.json")) if records_dir.is_dir() else []
 
 
+def unfinished_runs(board: BoardSpec, board_dir: Path, metrics: Sequence[str]) -> list[str]:
+    """A note per task with runs under way: the folders that have per-example rows but no record yet (a run
+    stopped before its last batch; `effbench leaderboard run` resumes it), and how many examples have every
+    metric. The rows are read as the runner's resume reads them."""
+    from effbench.recordio import RecordError, read_rows
+
+    notes = []
+    for task in board.tasks:
+        task_dir = board_dir / RECORDS_DIR / task
+        if not task_dir.is_dir():
+            continue
+        done, unreadable = {}, []
+        for rows_file in sorted(task_dir.glob("*/per_example.jsonl")):
+            if (rows_file.parent / "record.json").exists():
+                continue
+            try:
+                rows = read_rows(rows_file)
+            except RecordError:
+                unreadable.append(rows_file.parent.name)
+                continue
+            done[rows_file.parent.name] = sum(all(name in row.get("metrics", {}) for name in metrics)
+                                              for row in rows.values())
+        if not done and not unreadable:
+            continue
+        counts = sorted(set(done.values()))
+        span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        note = (f"task {task}: a run under way in {len(done) + len(unreadable)} folder(s) with no record yet: "
+                f"{span} of {board.limit_for(task)} examples have every metric (`effbench leaderboard run {board.name} --task {task}` "
+                "resumes it)") if done else f"task {task}: unfinished run folder(s) with no record yet"
+        if unreadable:
+            note += f"; unreadable rows in {', '.join(unreadable)}"
+        notes.append(note)
+    return notes
+
+
 def _show(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
