@@ -220,7 +220,7 @@ def cmd_models(args) -> None:
         return
     task = load_task(args.task)
     if args.action == "export":
-        path, record = transfer.export_checkpoint(task, args.model_kind, Path(args.to))
+        path, record = transfer.export_checkpoint(task, args.model_kind, args.to)
         print(f"exported {task.card.name} ({args.model_kind}) checkpoint sha256 {record['checkpoint_sha256']} to {path}")
     elif args.action == "pull":
         folder, record = transfer.pull_checkpoint(task, args.model_kind)
@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = action("export", "write a task's cached reference model (weights, tokenizer, training record, "
                               "the data's license) into one file", kind)
     export.add_argument("task", help="a task name or card path")
-    export.add_argument("--to", required=True, metavar="FILE", help="the file to write (.tar)")
+    export.add_argument("--to", required=True, metavar="FILE", help="the file to write (.tar), or a folder (ending in /) "
+                                                                       "to write effbench-TASK-FOLDER.tar into")
     imported = action("import", "verify an exported reference model against its sha256 and put it into the cache")
     imported.add_argument("file", help="a file written by `effbench models export`")
     pull = action("pull", "download a task's reference model from the Hub repository and revision its card names "

@@ -66,6 +66,18 @@ def test_export_then_import_into_an_empty_cache_reuses_every_board_record(traine
     assert not (board / "superseded").exists()
 
 
+def test_export_into_a_folder_names_the_file_and_its_manifest_reads_back(trained, tmp_path, capsys):
+    from effbench.models.transfer import read_export_manifest
+
+    _, _, record = trained
+    assert main(["models", "export", "toy", "--model-kind", "tiny", "--to", f"{tmp_path}/new/"]) == 0
+    [export] = (tmp_path / "new").iterdir()  # a path ending in a slash is a folder, made where missing
+    assert export.name.startswith("effbench-toy-tiny-") and export.suffix == ".tar"
+    assert str(export) in capsys.readouterr().out
+    manifest = read_export_manifest(export)
+    assert (manifest["task"], manifest["checkpoint_sha256"]) == ("toy", record["checkpoint_sha256"])
+
+
 def test_import_refuses_a_tampered_export(trained, tmp_path, monkeypatch, capsys):
     from effbench.models.transfer import export_checkpoint
 

@@ -18,6 +18,7 @@ the checkpoint into the cache atomically. A Hub repository (named in the task ca
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -54,8 +55,9 @@ def _license_text(task: TaskData) -> str:
             f"Cite the data as:\n\n{card.citation}\n")
 
 
-def export_checkpoint(task: TaskData, kind: str, destination: Path) -> tuple[Path, dict]:
-    """Write the task's cached reference model into `destination` (a tar file). Returns (path, training record)."""
+def export_checkpoint(task: TaskData, kind: str, destination: str | Path) -> tuple[Path, dict]:
+    """Write the task's cached reference model into `destination`: a tar file, or a folder (one that exists, or a
+    path ending in a slash) to write effbench-<task>-<folder>.tar into. Returns (path, training record)."""
     from effbench.models.adapter import file_sha256
     from effbench.models.reference import verify_checkpoint
 
@@ -68,11 +70,13 @@ def export_checkpoint(task: TaskData, kind: str, destination: Path) -> tuple[Pat
     manifest = {"format": EXPORT_FORMAT, "task": task.card.name, "task_version": task.card.version,
                 "card_hash": task.card_hash, "data_hash": task.data_hash, "kind": kind, "folder": folder.name,
                 "checkpoint_sha256": record["checkpoint_sha256"], "license": task.card.license, "files": files}
-    destination = destination.expanduser()
-    if destination.is_dir():
+    into_folder = str(destination).endswith(("/", os.sep))
+    destination = Path(destination).expanduser()
+    if destination.is_dir() or into_folder:
         destination = destination / f"effbench-{task.card.name}-{folder.name}.tar"
     partial = destination.with_name(f".{destination.name}.partial")
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(partial, "w") as archive:
             _add_text(archive, MANIFEST, json.dumps(manifest, indent=2) + "\n")
             _add_text(archive, LICENSE_FILE, _license_text(task))
@@ -126,6 +130,16 @@ def import_checkpoint(source: Path) -> tuple[Path, dict]:
     return target, record
 
 
+def read_export_manifest(source: Path) -> dict:
+    """The checked manifest of an export (task, kind, folder, checkpoint_sha256, files), without extracting it."""
+    try:
+        archive = tarfile.open(source, "r:")
+    except (OSError, tarfile.TarError) as error:
+        raise EffbenchError(f"{source} is not an effbench model export (a tar file): {error}") from None
+    with archive:
+        return _read_manifest(archive, {member.name: member for member in archive.getmembers()}, source)
+
+
 def _read_manifest(archive: tarfile.TarFile, by_name: dict, source: Path) -> dict:
     member = by_name.get(MANIFEST)
     if member is None or not member.isfile() or member.size > 1 << 20:
@@ -141,6 +155,8 @@ def _read_manifest(archive: tarfile.TarFile, by_name: dict, source: Path) -> dic
         problems.append("'task' must be a task name")
     if not isinstance(manifest.get("folder"), str) or not _FOLDER_RE.match(manifest["folder"]):
         problems.append("'folder' must be <kind>-<12 hex digits>")
+    if not isinstance(manifest.get("checkpoint_sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", manifest["checkpoint_sha256"]):
+        problems.append("'checkpoint_sha256' must be a sha256 hex digest")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files or not all(
             isinstance(k, str) and _FILE_RE.match(k) and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
