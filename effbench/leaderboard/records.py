@@ -116,9 +116,10 @@ def unfinished_runs(board: BoardSpec, board_dir: Path, metrics: Sequence[str]) -
             continue
         counts = sorted(set(done.values()))
         span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        resume = f"effbench leaderboard run {board.name} --task {task}"
         note = (f"task {task}: a run under way in {len(done) + len(unreadable)} folder(s) with no record yet: "
-                f"{span} of {board.limit_for(task)} examples have every metric (`effbench leaderboard run {board.name} --task {task}` "
-                "resumes it)") if done else f"task {task}: unfinished run folder(s) with no record yet"
+                f"{span} of {board.limit_for(task)} examples have every metric (`{resume}` resumes it)") if done \
+            else f"task {task}: unfinished run folder(s) with no record yet"
         if unreadable:
             note += f"; unreadable rows in {', '.join(unreadable)}"
         notes.append(note)
