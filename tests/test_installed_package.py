@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,14 @@ SHIPPED = ("tasks", "metrics", "leaderboards")
 
 def tracked_shipped_files() -> set[str]:
     listed = subprocess.run(["git", "ls-files", *SHIPPED], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    return {f"effbench/_shipped/{line}" for line in listed.stdout.splitlines() if not line.endswith(".gitignore")}
+    return {f"effbench/_shipped/{line}" for line in listed.stdout.splitlines()
+            if not line.endswith(".gitignore") and not is_carried_checkpoint(line)}
+
+
+def is_carried_checkpoint(path: str) -> bool:
+    """A model export a board folder carries in the repository (about 90 MB each): not for the package."""
+    parts = Path(path).parts
+    return len(parts) == 4 and parts[0] == "leaderboards" and parts[2] == "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +74,8 @@ def test_the_wheel_carries_cards_metric_folders_and_boards(installed):
     with zipfile.ZipFile(installed["wheel"]) as wheel:
         shipped = {name for name in wheel.namelist() if name.startswith("effbench/_shipped/")}
     assert shipped == tracked_shipped_files()  # every tracked file, and nothing a local run left there
+    with tarfile.open(installed["sdist"]) as sdist:
+        assert not any(is_carried_checkpoint(name.split("/", 1)[1]) for name in sdist.getnames() if "/" in name)
     records = {name for name in shipped if name.startswith("effbench/_shipped/leaderboards/standard/records/mr-sentences/random-")}
     assert any(name.endswith("/per_example.jsonl") for name in records) and any(name.endswith("/record.json") for name in records)
     assert {f"effbench/_shipped/leaderboards/{board}/board.yaml" for board in ("quick", "standard", "field", "trigger")} <= shipped

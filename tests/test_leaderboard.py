@@ -392,37 +392,6 @@ def test_runs_under_way_are_noted_with_their_progress_and_the_command_that_resum
     assert "10 to 12 of 30 examples have every metric" in (board / "README.md").read_text()
 
 
-def write_export_manifest(path: Path, task: str, checkpoint_sha256: str) -> None:
-    """A tar holding only an export's manifest: all the board build reads of an export."""
-    import io
-    import tarfile
-
-    manifest = json.dumps({"format": 1, "task": task, "kind": "minilm", "folder": "minilm-0123456789ab",
-                           "checkpoint_sha256": checkpoint_sha256, "files": {"training.json": "e" * 64}}).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as archive:
-        member = tarfile.TarInfo("effbench-checkpoint.json")
-        member.size = len(manifest)
-        archive.addfile(member, io.BytesIO(manifest))
-
-
-def test_the_model_exports_a_board_carries_are_listed_and_checked_against_its_records(tmp_path):
-    board = populated_board(tmp_path)
-    write_export_manifest(board / "checkpoints" / "effbench-mr-sentences.tar", "mr-sentences", CHECKPOINT)
-    write_export_manifest(board / "checkpoints" / "effbench-tweets.tar", "tweets", "f" * 64)
-    write_export_manifest(board / "checkpoints" / "effbench-bbc-news.tar", "bbc-news", "a" * 64)
-    (board / "checkpoints" / "broken.tar").write_text("not a tar file")
-    result = build_board(board)
-    assert [(e["file"], e["task"]) for e in result.exports] == [("checkpoints/effbench-mr-sentences.tar", "mr-sentences"),
-                                                               ("checkpoints/effbench-tweets.tar", "tweets")]
-    readme = (board / "README.md").read_text()
-    assert "- mr-sentences, checkpoint `cccccccccccc`: `effbench models import leaderboards/demo/checkpoints/effbench-mr-sentences.tar`" in readme
-    assert "checkpoints/effbench-tweets.tar holds checkpoint ffffffffffff of task tweets, not cccccccccccc" in readme
-    assert "checkpoints/effbench-bbc-news.tar is a model of task bbc-news, which is not on this board" in result.notes
-    assert any(note.startswith("checkpoints/broken.tar is not a readable model export") for note in result.notes)
-    assert json.loads((board / "results.json").read_text())["model_exports"] == result.exports
-
-
 # ---- ranking -----------------------------------------------------------------------------------------
 
 

@@ -67,14 +67,13 @@ def test_export_then_import_into_an_empty_cache_reuses_every_board_record(traine
 
 
 def test_export_into_a_folder_names_the_file_and_its_manifest_reads_back(trained, tmp_path, capsys):
-    from effbench.models.transfer import read_export_manifest
-
     _, _, record = trained
     assert main(["models", "export", "toy", "--model-kind", "tiny", "--to", f"{tmp_path}/new/"]) == 0
     [export] = (tmp_path / "new").iterdir()  # a path ending in a slash is a folder, made where missing
     assert export.name.startswith("effbench-toy-tiny-") and export.suffix == ".tar"
     assert str(export) in capsys.readouterr().out
-    manifest = read_export_manifest(export)
+    with tarfile.open(export) as archive:
+        manifest = json.load(archive.extractfile("effbench-checkpoint.json"))
     assert (manifest["task"], manifest["checkpoint_sha256"]) == ("toy", record["checkpoint_sha256"])
 
 
@@ -110,6 +109,25 @@ def test_import_refuses_entries_outside_its_manifest(trained, tmp_path, capsys):
     assert main(["models", "import", str(tmp_path / "extra.tar")]) == 2
     assert "../../escape.txt are not in its manifest" in capsys.readouterr().err
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_import_refuses_a_manifest_without_a_checkpoint_digest(trained, tmp_path, capsys):
+    import io
+
+    from effbench.models.transfer import export_checkpoint
+
+    task, _, _ = trained
+    export, _ = export_checkpoint(task, "tiny", tmp_path / "good.tar")
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(export) as source, tarfile.open(broken, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name == "effbench-checkpoint.json":
+                data = json.dumps({**json.loads(data), "checkpoint_sha256": "../elsewhere"}).encode()
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data))
+    assert main(["models", "import", str(broken)]) == 2
+    assert "'checkpoint_sha256' must be a sha256 hex digest" in capsys.readouterr().err
 
 
 def test_a_changed_checkpoint_is_refused_on_load(trained, tmp_path, monkeypatch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from effbench.errors import EffbenchError
@@ -28,7 +27,7 @@ from effbench.leaderboard.records import (
 )
 from effbench.leaderboard.report import _write_outputs
 from effbench.leaderboard.rivals import efficient_against_decompositions
-from effbench.leaderboard.spec import CHECKPOINTS_DIR, RECORDS_DIR, load_board
+from effbench.leaderboard.spec import RECORDS_DIR, load_board
 
 
 def build_board(board_dir: str | Path) -> BuildResult:
@@ -92,32 +91,5 @@ def build_board(board_dir: str | Path) -> BuildResult:
         published=published_rankings(board, records, metrics, {bibtex_key(entry) for entry in citations}),
     )
     result.agreement, result.diagnosticity, result.cost = metric_agreement(result), diagnosticity(result), cost(result)
-    result.exports = carried_exports(board_dir, board.tasks, result.task_provenance, notes)
     _write_outputs(result)
     return result
-
-
-def carried_exports(board_dir: Path, tasks: Sequence[str], task_provenance: dict[str, dict], notes: list[str]) -> list[dict]:
-    """The reference-model exports (`effbench models export`) the board folder carries under checkpoints/, so that
-    another machine computes on the records' very checkpoints; a note for one that is unreadable, of a task not on
-    the board, or of another checkpoint than the task's records."""
-    from effbench.models.transfer import read_export_manifest
-
-    exports = []
-    for path in sorted((board_dir / CHECKPOINTS_DIR).glob("*.tar")):
-        label = f"{CHECKPOINTS_DIR}/{path.name}"
-        try:
-            manifest = read_export_manifest(path)
-        except EffbenchError as error:
-            notes.append(f"{label} is not a readable model export: {error}")
-            continue
-        task, sha256 = manifest["task"], manifest["checkpoint_sha256"]
-        if task not in tasks:
-            notes.append(f"{label} is a model of task {task}, which is not on this board")
-            continue
-        recorded = task_provenance.get(task, {}).get("checkpoint_sha256")
-        if recorded is not None and recorded != sha256:
-            notes.append(f"{label} holds checkpoint {sha256[:12]} of task {task}, not {recorded[:12]}, the one its "
-                         "records were computed on")
-        exports.append({"file": label, "task": task, "kind": manifest.get("kind"), "checkpoint_sha256": sha256})
-    return exports

@@ -163,8 +163,6 @@ class BuildResult:
     agreement: list = field(default_factory=list)
     diagnosticity: list = field(default_factory=list)
     cost: list = field(default_factory=list)
-    # the reference models the board folder carries (checkpoints/*.tar): file, task, kind, checkpoint sha256
-    exports: list[dict] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
     def standing(self, task: str, explainer: str, metric: str) -> Standing | None:

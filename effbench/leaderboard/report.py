@@ -148,25 +148,16 @@ def task_provenance_rows(result: BuildResult) -> tuple[list[str], list[list[str]
 def reproducing_section(result: BuildResult) -> list[str]:
     """README lines: which checkpoints the records were computed on, and how another machine gets them."""
     rows = [[task, p["model"], p["checkpoint_sha256"]] for task, p in result.task_provenance.items()]
-    if not rows and not result.exports:
+    if not rows:
         return []
-    lines = ["## Reproducing these records", ""]
-    if rows:
-        lines += ["A record is reused, not recomputed, only on the checkpoint it was computed on. These are the "
-                  "checkpoints (sha256 of the weights):", "",
-                  tabulate_github(["task", "model", "checkpoint sha256"], rows), ""]
-    if result.exports:
-        lines += ["The repository's board folder (not the installed package) carries the exports of these reference "
-                  "models; importing one puts it into the cache, where a run finds it instead of training:", ""]
-        lines += [f"- {e['task']}, checkpoint `{e['checkpoint_sha256'][:12]}`: "
-                  f"`effbench models import leaderboards/{result.board.name}/{e['file']}`" for e in result.exports]
-        lines += [""]
-    return lines + [
-        "To get a task's reference model onto another machine: `effbench models export TASK --to FILE` where it "
-        "is cached, then `effbench models import FILE` (the import checks every sha256); or `effbench models "
-        "pull TASK` where the task card names a Hub repository. `effbench train --task TASK` gives the same bits "
-        "only on a machine like the one that trained it; elsewhere it gives another checkpoint (with the same "
-        "accuracy), on which `effbench leaderboard run` reruns every explainer.", ""]
+    return ["## Reproducing these records", "",
+            "A record is reused, not recomputed, only on the checkpoint it was computed on. These are the "
+            "checkpoints (sha256 of the weights):", "", tabulate_github(["task", "model", "checkpoint sha256"], rows), "",
+            "To get a task's reference model onto another machine: `effbench models export TASK --to FILE` where it "
+            "is cached, then `effbench models import FILE` (the import checks every sha256); or `effbench models "
+            "pull TASK` where the task card names a Hub repository. `effbench train --task TASK` gives the same bits "
+            "only on a machine like the one that trained it; elsewhere it gives another checkpoint (with the same "
+            "accuracy), on which `effbench leaderboard run` reruns every explainer.", ""]
 
 
 CLAIMS_HEADING = "The paper's claims"
@@ -465,7 +456,6 @@ def results_document(result: BuildResult) -> dict:
         "metric_agreement": [asdict(row) for row in result.agreement],
         "diagnosticity": [asdict(row) for row in result.diagnosticity],
         "cost": [asdict(row) for row in result.cost],
-        "model_exports": result.exports,
         "notes": result.notes,
     })
 

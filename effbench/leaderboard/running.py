@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from effbench.errors import EffbenchError
-from effbench.leaderboard.spec import RECORDS_DIR, SUPERSEDED_DIR, load_board
+from effbench.leaderboard.spec import RECORDS_DIR, SUPERSEDED_DIR, BoardSpec, load_board
 from effbench.recordio import read_record
 from effbench.untrusted import excerpt
 
@@ -46,7 +46,7 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
     (task, explainer, shard) cells on a Ray cluster (`address`, else a local Ray with `workers` CPUs), into
     the same records (effbench.leaderboard.ray_engine).
     """
-    from effbench.runner import RunConfig, evaluate
+    from effbench.runner import evaluate
 
     check_engine(engine, address, workers)
     board_dir = Path(board_dir)
@@ -55,13 +55,10 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
     unknown = [t for t in chosen if t not in board.tasks]
     if unknown:
         raise EffbenchError(f"task {unknown[0]!r} is not on board {board.name}; its tasks: {', '.join(board.tasks)}")
-    configs = [(task, RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size,
-                                device=device, dtype=dtype, output_dir=board_dir / RECORDS_DIR,
-                                model_kind=board.model_kind, perturbation=board.perturbation,
-                                model=model or board.model_for(task), record_local_paths=False,
-                                forward_cache_gib=forward_cache_gib))
+    configs = [(task, board_run_config(board, board_dir, task, device=device, dtype=dtype, model=model,
+                                       forward_cache_gib=forward_cache_gib))
                for task in chosen]
-    explainers = {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
+    explainers = board_explainers(board)
     if engine == "ray":
         from effbench.leaderboard.ray_engine import run_on_ray
 
@@ -76,6 +73,22 @@ def run_board(board_dir: str | Path, *, tasks: Sequence[str] | None = None, devi
                       f"{new_folder.relative_to(board_dir)}", file=sys.stderr)
         records += task_records
     return records
+
+
+def board_run_config(board: BoardSpec, board_dir: Path, task: str, *, device: str = "cpu", dtype: str = "float32",
+                     model: str | None = None, forward_cache_gib: float = 2.0):
+    """The RunConfig of one board task: the board's settings, its records/ folder as the output."""
+    from effbench.runner import RunConfig
+
+    return RunConfig(seed=board.seed, limit=board.limit_for(task), batch_size=board.batch_size, device=device,
+                     dtype=dtype, output_dir=board_dir / RECORDS_DIR, model_kind=board.model_kind,
+                     perturbation=board.perturbation, model=model or board.model_for(task), record_local_paths=False,
+                     forward_cache_gib=forward_cache_gib)
+
+
+def board_explainers(board: BoardSpec) -> dict[str, dict]:
+    """The board's explainers as the runner takes them: registry name or `package.module:Class` -> parameters."""
+    return {board.explainer_specs.get(name, name): params for name, params in board.explainers.items()}
 
 
 def retire_superseded(board_dir: Path, task: str, written: Sequence[dict]) -> list[tuple[Path, Path, str]]:

@@ -16,7 +16,6 @@ from effbench.untrusted import excerpt, load_yaml_file
 BOARD_FILE = "board.yaml"
 RECORDS_DIR = "records"
 SUPERSEDED_DIR = "superseded"
-CHECKPOINTS_DIR = "checkpoints"  # exports of the reference models the records were computed on
 MODEL_KINDS = ("minilm", "tiny")
 PERTURBATION_MODES = ("remove", "mask")
 

@@ -130,16 +130,6 @@ def import_checkpoint(source: Path) -> tuple[Path, dict]:
     return target, record
 
 
-def read_export_manifest(source: Path) -> dict:
-    """The checked manifest of an export (task, kind, folder, checkpoint_sha256, files), without extracting it."""
-    try:
-        archive = tarfile.open(source, "r:")
-    except (OSError, tarfile.TarError) as error:
-        raise EffbenchError(f"{source} is not an effbench model export (a tar file): {error}") from None
-    with archive:
-        return _read_manifest(archive, {member.name: member for member in archive.getmembers()}, source)
-
-
 def _read_manifest(archive: tarfile.TarFile, by_name: dict, source: Path) -> dict:
     member = by_name.get(MANIFEST)
     if member is None or not member.isfile() or member.size > 1 << 20:
