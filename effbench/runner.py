@@ -162,9 +162,7 @@ def evaluate(
     """
     explainer_specs = dict(explainers) if isinstance(explainers, Mapping) else {name: {} for name in explainers}
     metric_specs = dict(metrics) if isinstance(metrics, Mapping) else {name: {} for name in metrics}
-    explainer_objects = [explainer_for_run(name, params, config.seed) for name, params in explainer_specs.items()]
-    metric_objects = [metric_for_run(name, params, config.perturbation, config.seed)
-                      for name, params in metric_specs.items()]
+    explainer_objects, metric_objects = run_components(explainer_specs, metric_specs, config)
     records = []
     for task_name in tasks:
         prepared = prepare_task(task_name, explainer_objects, metric_objects, config, model=model, progress=progress)
@@ -541,6 +539,13 @@ def record_folder(output_dir: str | Path, task: str, explainer: str, identity_sh
         raise EffbenchError(f"the record folder of task {excerpt(task)}, explainer {excerpt(explainer)} would lie "
                             f"outside the output folder {output_dir}")
     return folder
+
+
+def run_components(explainers: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, Mapping[str, Any]],
+                   config: RunConfig) -> tuple[list, list]:
+    """A run's explainer and metric objects, from names (or `package.module:Class`) mapped to parameters."""
+    return ([explainer_for_run(name, params, config.seed) for name, params in explainers.items()],
+            [metric_for_run(name, params, config.perturbation, config.seed) for name, params in metrics.items()])
 
 
 def explainer_for_run(name: str, params: Mapping[str, Any], seed: int):

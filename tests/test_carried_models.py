@@ -23,7 +23,7 @@ def manifest_of(export) -> dict:
 @pytest.mark.parametrize("export", CARRIED, ids=[f"{p.parent.parent.name}/{p.name}" for p in CARRIED])
 def test_a_carried_model_imports_and_names_the_folders_of_the_committed_rows(export, real_tasks_cache, monkeypatch):
     from effbench.models.transfer import import_checkpoint
-    from effbench.runner import explainer_for_run, metric_for_run, prepare_task
+    from effbench.runner import prepare_task, run_components
 
     board_dir = export.parent.parent
     board = load_board(board_dir)
@@ -40,8 +40,7 @@ def test_a_carried_model_imports_and_names_the_folders_of_the_committed_rows(exp
 
     monkeypatch.setattr(reference, "train_reference_model", no_training)
     config = board_run_config(board, board_dir, task)
-    explainers = [explainer_for_run(name, params, config.seed) for name, params in board_explainers(board).items()]
-    metrics = [metric_for_run(name, params, config.perturbation, config.seed) for name, params in board.metrics.items()]
+    explainers, metrics = run_components(board_explainers(board), board.metrics, config)
     prepared = prepare_task(task, explainers, metrics, config, progress=False)
     folders = [run["folder"] for run in prepared.runs]
     missing = [folder.name for folder in folders

@@ -392,6 +392,18 @@ def test_runs_under_way_are_noted_with_their_progress_and_the_command_that_resum
     assert "10 to 12 of 30 examples have every metric" in (board / "README.md").read_text()
 
 
+def test_a_run_folder_with_unreadable_rows_only_is_named_in_a_note(tmp_path):
+    board = populated_board(tmp_path)
+    (board / "board.yaml").write_text(yaml.safe_dump(board_spec(tasks=["mr-sentences", "tweets", "bbc-news"]),
+                                                     sort_keys=False))
+    folder = board / "records" / "bbc-news" / "saliency-0123456789"
+    folder.mkdir(parents=True)
+    (folder / "per_example.jsonl").write_text("not json\n{}\n")  # broken before its last line
+    result = build_board(board)
+    assert "task bbc-news: unfinished run folder(s) with no record yet; unreadable rows in saliency-0123456789" \
+        in result.notes
+
+
 # ---- ranking -----------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,19 @@ def trained(toy_env):
     return task, adapter, record
 
 
+def rewrite_export(export, target, name, change):
+    """Copy the tar `export` to `target` with member `name`'s bytes replaced by change(bytes)."""
+    import io
+
+    with tarfile.open(export) as source, tarfile.open(target, "w") as copy:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name == name:
+                data = change(data)
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+
+
 def write_board(folder):
     folder.mkdir()
     (folder / "board.yaml").write_text(yaml.safe_dump({
@@ -83,14 +96,7 @@ def test_import_refuses_a_tampered_export(trained, tmp_path, monkeypatch, capsys
     task, _, _ = trained
     export, _ = export_checkpoint(task, "tiny", tmp_path / "good.tar")
     tampered = tmp_path / "tampered.tar"
-    with tarfile.open(export) as source, tarfile.open(tampered, "w") as target:
-        for member in source.getmembers():
-            data = source.extractfile(member).read()
-            if member.name == "checkpoint/model.safetensors":
-                data = data[:-1] + bytes([data[-1] ^ 1])
-            import io
-
-            target.addfile(member, io.BytesIO(data))
+    rewrite_export(export, tampered, "checkpoint/model.safetensors", lambda data: data[:-1] + bytes([data[-1] ^ 1]))
     monkeypatch.setenv("EFFBENCH_CACHE", str(tmp_path / "cache"))
     assert main(["models", "import", str(tampered)]) == 2
     err = capsys.readouterr().err
@@ -112,20 +118,13 @@ def test_import_refuses_entries_outside_its_manifest(trained, tmp_path, capsys):
 
 
 def test_import_refuses_a_manifest_without_a_checkpoint_digest(trained, tmp_path, capsys):
-    import io
-
     from effbench.models.transfer import export_checkpoint
 
     task, _, _ = trained
     export, _ = export_checkpoint(task, "tiny", tmp_path / "good.tar")
     broken = tmp_path / "broken.tar"
-    with tarfile.open(export) as source, tarfile.open(broken, "w") as target:
-        for member in source.getmembers():
-            data = source.extractfile(member).read()
-            if member.name == "effbench-checkpoint.json":
-                data = json.dumps({**json.loads(data), "checkpoint_sha256": "../elsewhere"}).encode()
-                member.size = len(data)
-            target.addfile(member, io.BytesIO(data))
+    rewrite_export(export, broken, "effbench-checkpoint.json",
+                   lambda data: json.dumps({**json.loads(data), "checkpoint_sha256": "../elsewhere"}).encode())
     assert main(["models", "import", str(broken)]) == 2
     assert "'checkpoint_sha256' must be a sha256 hex digest" in capsys.readouterr().err
 

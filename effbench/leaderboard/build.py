@@ -75,7 +75,7 @@ def build_board(board_dir: str | Path) -> BuildResult:
             notes.append(f"no records yet for task {task}")
         elif missing:
             notes.append(f"task {task}: no record yet for {', '.join(missing)}")
-    notes += unfinished_runs(board, board_dir, board.metrics)
+    notes += unfinished_runs(board, board_dir)
 
     metrics = _metric_info(board, loaded)
     for name in board.metrics:

@@ -203,14 +203,12 @@ class Worker:
         return self._models[key]
 
     def _components_for(self, task: str, spec: str, params, metric_specs, config):
-        from effbench.runner import explainer_for_run, metric_for_run
+        from effbench.runner import run_components
 
         key = (task, spec, json.dumps(params, sort_keys=True, default=str))
         if key not in self._components:
             # made once per task, as the local engine makes them once per run of a task
-            explainer = explainer_for_run(spec, params, config.seed)
-            metrics = [metric_for_run(name, metric_params, config.perturbation, config.seed)
-                       for name, metric_params in metric_specs.items()]
+            [explainer], metrics = run_components({spec: params}, metric_specs, config)
             self._components[key] = explainer, metrics
         return self._components[key]
 
@@ -225,7 +223,7 @@ def run_on_ray(jobs: Sequence[tuple[str, Any]], explainers: Mapping[str, Mapping
     with one, the cluster there is used (`workers` default: its CPUs). A Ray already initialised in this
     process is used as it is.
     """
-    from effbench.runner import explainer_for_run, metric_for_run, open_stores, prepare_task, write_records
+    from effbench.runner import open_stores, prepare_task, run_components, write_records
 
     ray = import_ray()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -236,9 +234,7 @@ def run_on_ray(jobs: Sequence[tuple[str, Any]], explainers: Mapping[str, Mapping
     prepared, cells, finished, specs = {}, [], 0, {}
     with contextlib.ExitStack() as locks:
         for task_name, config in jobs:
-            explainer_objects = [explainer_for_run(spec, params, config.seed) for spec, params in explainers.items()]
-            metric_objects = [metric_for_run(name, params, config.perturbation, config.seed)
-                              for name, params in metrics.items()]
+            explainer_objects, metric_objects = run_components(explainers, metrics, config)
             # what a worker loads for the explainer whose records carry this name
             specs.update({explainer.name: item for explainer, item in zip(explainer_objects, explainers.items())})
             # the driver's copy of the model names the runs and counts tokens; the workers run it on config.device

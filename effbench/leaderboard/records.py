@@ -90,10 +90,10 @@ def find_records(board_dir: Path) -> list[Path]:
     return sorted(records_dir.rglob("record.json")) if records_dir.is_dir() else []
 
 
-def unfinished_runs(board: BoardSpec, board_dir: Path, metrics: Sequence[str]) -> list[str]:
+def unfinished_runs(board: BoardSpec, board_dir: Path) -> list[str]:
     """A note per task with runs under way: the folders that have per-example rows but no record yet (a run
     stopped before its last batch; `effbench leaderboard run` resumes it), and how many examples have every
-    metric. The rows are read as the runner's resume reads them."""
+    metric of the board. The rows are read as the runner's resume reads them."""
     from effbench.recordio import RecordError, read_rows
 
     notes = []
@@ -110,16 +110,18 @@ def unfinished_runs(board: BoardSpec, board_dir: Path, metrics: Sequence[str]) -
             except RecordError:
                 unreadable.append(rows_file.parent.name)
                 continue
-            done[rows_file.parent.name] = sum(all(name in row.get("metrics", {}) for name in metrics)
+            done[rows_file.parent.name] = sum(all(name in row.get("metrics", {}) for name in board.metrics)
                                               for row in rows.values())
         if not done and not unreadable:
             continue
-        counts = sorted(set(done.values()))
-        span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-        resume = f"effbench leaderboard run {board.name} --task {task}"
-        note = (f"task {task}: a run under way in {len(done) + len(unreadable)} folder(s) with no record yet: "
-                f"{span} of {board.limit_for(task)} examples have every metric (`{resume}` resumes it)") if done \
-            else f"task {task}: unfinished run folder(s) with no record yet"
+        if done:
+            counts = sorted(set(done.values()))
+            span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+            resume = f"effbench leaderboard run {board.name} --task {task}"
+            note = (f"task {task}: a run under way in {len(done) + len(unreadable)} folder(s) with no record yet: "
+                    f"{span} of {board.limit_for(task)} examples have every metric (`{resume}` resumes it)")
+        else:
+            note = f"task {task}: unfinished run folder(s) with no record yet"
         if unreadable:
             note += f"; unreadable rows in {', '.join(unreadable)}"
         notes.append(note)
