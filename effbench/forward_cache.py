@@ -93,6 +93,9 @@ class ForwardCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._connection.execute("PRAGMA journal_mode=WAL")
+            # no fsync per entry (only at WAL checkpoints): a crash of the machine may lose the last entries,
+            # never corrupt the file, and a lost entry is only recomputed
+            self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             self._give_up(error)

@@ -23,6 +23,14 @@ def test_probabilities_come_back_bit_for_bit(tmp_path):
     assert reopened.get("a").tobytes() == values.tobytes()
 
 
+def test_entries_are_written_without_a_sync_to_disk_each(tmp_path):
+    # a sync per entry made a fresh run with the cache 1.75x slower than without it on the toy model
+    # (tests/benchmarks/test_bench_board.py); in WAL mode NORMAL syncs only at checkpoints
+    cache = ForwardCache(tmp_path / "cache.sqlite")
+    assert cache._connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cache._connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
 def test_the_cache_stays_within_its_size_and_drops_the_least_recently_used(tmp_path):
     entry = np.zeros((10, 2))  # 160 bytes
     cache = ForwardCache(tmp_path / "cache.sqlite", max_bytes=3 * entry.nbytes)
