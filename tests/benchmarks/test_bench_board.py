@@ -26,11 +26,12 @@ from effbench.models.reference import load_reference_model
 EXPLAINERS = ["random", "raw_attention", "attention_rollout", "effective_attention", "efficient_attention",
               "attention_norm", "saliency", "grad_x_input", "integrated_gradients", "leave_one_out"]
 METRICS = ["necessity", "sufficiency", "faithfulness", "sparsity", "min_sufficient", "min_necessary"]
-EXAMPLES = 32
+EXAMPLES = 32  # timed with --benchmark-enable; the default suite checks the numbers on QUICK_EXAMPLES
+QUICK_EXAMPLES = 16
 
 
-def _run(output, forward_cache_gib: float) -> tuple[float, dict]:
-    config = effbench.RunConfig(limit=EXAMPLES, batch_size=8, model_kind="tiny", output_dir=output,
+def _run(output, forward_cache_gib: float, examples: int) -> tuple[float, dict]:
+    config = effbench.RunConfig(limit=examples, batch_size=8, model_kind="tiny", output_dir=output,
                                 forward_cache_gib=forward_cache_gib)
     start = time.perf_counter()
     records = effbench.evaluate(["toy"], EXPLAINERS, METRICS, config, progress=False)
@@ -55,27 +56,28 @@ def _means(results: dict) -> dict:
 
 def test_board_seconds_per_example(benchmark, toy_env, tmp_path, monkeypatch):
     monkeypatch.setenv("EFFBENCH_FORWARD_CACHE", str(tmp_path / "forward-cache.sqlite"))
-    _run(tmp_path / "warm-up", 0)  # trains the tiny model once, outside the timings
-    after_seconds, after_results = _run(tmp_path / "after", 2.0)
-    uncached_seconds, uncached_results = _run(tmp_path / "uncached", 0)
+    examples = QUICK_EXAMPLES if benchmark.disabled else EXAMPLES
+    _run(tmp_path / "warm-up", 0, 1)  # trains the tiny model once, outside the timings
+    after_seconds, after_results = _run(tmp_path / "after", 2.0, examples)
+    uncached_seconds, uncached_results = _run(tmp_path / "uncached", 0, examples)
 
-    def in_task_order(examples, lengths, batch_size):
-        return [list(examples[start: start + batch_size]) for start in range(0, len(examples), batch_size)]
+    def in_task_order(items, lengths, batch_size):
+        return [list(items[start: start + batch_size]) for start in range(0, len(items), batch_size)]
 
     with monkeypatch.context() as patched:
         patched.setattr(runner, "length_bucketed_batches", in_task_order)
-        before_seconds, before_results = _run(tmp_path / "before", 0)
+        before_seconds, before_results = _run(tmp_path / "before", 0, examples)
     # how the work is batched and cached changes no number beyond float rounding (the README's 1e-6)
     for results in (uncached_results, before_results):
         assert _means(after_results) == pytest.approx(_means(results), rel=0, abs=1e-6)
     after_values = _per_example_values(tmp_path / "after")
-    assert len(after_values) == len(EXPLAINERS) * EXAMPLES * len(METRICS)
+    assert len(after_values) == len(EXPLAINERS) * examples * len(METRICS)
     for run in ("uncached", "before"):
         assert after_values == pytest.approx(_per_example_values(tmp_path / run), rel=0, abs=1e-6, nan_ok=True)
 
     task = effbench.load_task("toy")
     adapter, _ = load_reference_model(task, "tiny", progress=False)
-    batches = [adapter.make_batch(task.test[start: start + 8]) for start in range(0, EXAMPLES, 8)]
+    batches = [adapter.make_batch(task.test[start: start + 8]) for start in range(0, examples, 8)]
 
     def bare_forward_passes():
         with torch.inference_mode():
@@ -84,10 +86,10 @@ def test_board_seconds_per_example(benchmark, toy_env, tmp_path, monkeypatch):
     benchmark.pedantic(bare_forward_passes, rounds=5, iterations=1)
     forward_seconds = min(benchmark.stats.stats.data) if not benchmark.disabled else None
     benchmark.extra_info.update({
-        "examples": EXAMPLES, "explainers": len(EXPLAINERS), "metrics": len(METRICS),
-        "seconds_per_example": round(after_seconds / EXAMPLES, 4),
-        "seconds_per_example_no_cache": round(uncached_seconds / EXAMPLES, 4),
-        "seconds_per_example_task_order_no_cache": round(before_seconds / EXAMPLES, 4),
+        "examples": examples, "explainers": len(EXPLAINERS), "metrics": len(METRICS),
+        "seconds_per_example": round(after_seconds / examples, 4),
+        "seconds_per_example_no_cache": round(uncached_seconds / examples, 4),
+        "seconds_per_example_task_order_no_cache": round(before_seconds / examples, 4),
         "after_over_task_order_no_cache": round(after_seconds / before_seconds, 3),
         "bucketed_over_task_order": round(uncached_seconds / before_seconds, 3),
         "cache_over_no_cache": round(after_seconds / uncached_seconds, 3),
