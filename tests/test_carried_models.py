@@ -1,5 +1,6 @@
-"""The reference models a board folder carries (checkpoints/*.tar, `effbench models export` files) are the very
-checkpoints its committed rows were computed on: imported into an empty cache, they name the same run folders."""
+"""The reference models the boards carry (leaderboards/*/checkpoints/*.tar, `effbench models export` files) are the
+very checkpoints the committed rows of every board with their task were computed on: imported into an empty cache,
+they name the same run folders."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from effbench.leaderboard import load_board
 from effbench.leaderboard.running import board_explainers, board_run_config
 from effbench.paths import REPO_ROOT
 
-CARRIED = sorted((REPO_ROOT / "leaderboards").glob("*/checkpoints/*.tar"))
 
 
 def manifest_of(export) -> dict:
@@ -20,15 +20,32 @@ def manifest_of(export) -> dict:
         return json.load(archive.extractfile("effbench-checkpoint.json"))
 
 
-@pytest.mark.parametrize("export", CARRIED, ids=[f"{p.parent.parent.name}/{p.name}" for p in CARRIED])
-def test_a_carried_model_imports_and_names_the_folders_of_the_committed_rows(export, real_tasks_cache, monkeypatch):
+CARRIED = sorted((REPO_ROOT / "leaderboards").glob("*/checkpoints/*.tar"))
+# the field board's bbc-news records are still on an earlier checkpoint (9956d0f6...); rerunning them on the
+# carried one (`effbench leaderboard run field --task bbc-news`) takes this entry out
+NOT_YET_ON_THE_CARRIED_MODEL = {("field", "bbc-news")}
+# every committed board with records of a carried model's task
+BOARDS_OF_CARRIED = [(board_dir, export) for export in CARRIED
+                     for board_dir in sorted(p.parent for p in (REPO_ROOT / "leaderboards").glob("*/board.yaml"))
+                     if manifest_of(export)["task"] in load_board(board_dir).tasks
+                     and (board_dir / "records" / manifest_of(export)["task"]).is_dir()
+                     and (board_dir.name, manifest_of(export)["task"]) not in NOT_YET_ON_THE_CARRIED_MODEL]
+
+
+def test_the_boards_with_long_inputs_are_covered():
+    assert {(board.name, manifest_of(export)["task"]) for board, export in BOARDS_OF_CARRIED} >= {
+        ("standard", "mr-reviews"), ("standard", "bbc-news"), ("field", "mr-reviews")}
+
+
+@pytest.mark.parametrize(("board_dir", "export"), BOARDS_OF_CARRIED,
+                         ids=[f"{board.name}/{export.name}" for board, export in BOARDS_OF_CARRIED])
+def test_a_carried_model_imports_and_names_the_folders_of_the_committed_rows(board_dir, export, real_tasks_cache,
+                                                                            monkeypatch):
     from effbench.models.transfer import import_checkpoint
     from effbench.runner import prepare_task, run_components
 
-    board_dir = export.parent.parent
     board = load_board(board_dir)
     task = manifest_of(export)["task"]
-    assert task in board.tasks
     monkeypatch.setenv("EFFBENCH_CACHE", str(real_tasks_cache))  # the tasks' data; no MiniLM trained there
     _, record = import_checkpoint(export)
     assert record["checkpoint_sha256"] == manifest_of(export)["checkpoint_sha256"]
