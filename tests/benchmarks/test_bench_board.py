@@ -5,9 +5,10 @@ empty at the start), the same run without the forward cache, and the same run wi
 order and no forward cache (the code before the scale work), all against the bare forward passes of the
 same examples (one padded pass per batch: what any explainer must at least pay). Seconds per example and
 the ratios are in `extra_info`; the numbers themselves must not change between the runs. On this tiny
-model a forward pass costs microseconds, so the cache's lookups can cost more than the passes they save;
-what the cache saves is the passes of later runs and resumes on a real model. The seconds per example of the real tasks, before and after the
-scale work, are measured across checkouts by `scripts/board_seconds.py`. Run with
+model a forward pass costs microseconds, so the cache's lookups weigh about as much as the passes they save
+(a sync to disk per entry once made them 1.75x); what the cache saves is the passes of later runs on a real
+model. The seconds per example of the real tasks, before and after the scale work, are measured across
+checkouts by `scripts/board_seconds.py`. Run with
 `python -m pytest tests/benchmarks -m '' --benchmark-enable -q`.
 """
 
